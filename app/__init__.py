@@ -1,0 +1,1 @@
+"""My Library: the patron web service of a Japanese public library."""

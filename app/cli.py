@@ -1,0 +1,113 @@
+"""`python -m app ...`: serve, worker, migrate, demo-data, mailbox."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _alembic_config(database_url: str):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def migrate(database_url: str | None = None, revision: str = "head") -> None:
+    """Apply Alembic migrations (the app itself never creates tables)."""
+    from alembic import command
+
+    from app.settings import get_settings
+
+    command.upgrade(_alembic_config(database_url or get_settings().database_url), revision)
+
+
+async def _demo_data() -> None:
+    from app import clock
+    from app.db import session_scope
+    from app.demo import load_demo
+    from app.settings import get_settings
+
+    async with session_scope(get_settings().database_url) as session:
+        counts = await load_demo(session, clock.today())
+    print(f"Demo library ready: {counts['branches']} branches, {counts['bibs']} titles.")
+    print("Log in with card 100000017 / password hanako-2026 (see README for the others).")
+
+
+def serve(host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    from app.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers if workers > 1 else None,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        proxy_headers=True,
+        server_header=False,
+        date_header=True,
+        log_level="warning" if settings.app_env == "test" else "info",
+        access_log=settings.app_env == "development",
+    )
+
+
+def worker(burst: bool = False) -> None:
+    from arq.worker import run_worker
+
+    from app.tasks.worker import WorkerSettings, environment_overrides
+
+    run_worker(WorkerSettings, burst=burst, **environment_overrides())  # type: ignore[arg-type]
+
+
+def mailbox(host: str, port: int) -> None:
+    from app.devmail import run_mailbox
+
+    run_mailbox(host, port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m app", description="My Library: the library patron service"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
+    sub.add_parser("demo-data", help="load the demo library (idempotent)")
+    p_serve = sub.add_parser("serve", help="run the web app")
+    p_serve.add_argument("--host", default="127.0.0.1")
+    p_serve.add_argument("--port", type=int, default=8000)
+    p_serve.add_argument("--workers", type=int, default=1)
+    p_worker = sub.add_parser("worker", help="run the arq worker")
+    p_worker.add_argument("--burst", action="store_true", help="run queued jobs, then exit")
+    p_mail = sub.add_parser("mailbox", help="development SMTP server that keeps every mail under var/mailbox")
+    p_mail.add_argument("--host", default="127.0.0.1")
+    p_mail.add_argument("--port", type=int, default=1025)
+    args = parser.parse_args(argv)
+
+    from app.settings import SettingsError
+
+    try:
+        if args.command == "migrate":
+            migrate()
+        elif args.command == "demo-data":
+            asyncio.run(_demo_data())
+        elif args.command == "serve":
+            serve(args.host, args.port, args.workers)
+        elif args.command == "worker":
+            worker(args.burst)
+        elif args.command == "mailbox":
+            mailbox(args.host, args.port)
+    except SettingsError as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 0

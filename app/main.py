@@ -1,0 +1,276 @@
+"""create_app(): plugins, routes, templates, CSRF, sessions, security headers, error pages."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from litestar import Litestar, Request, Response
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import CacheControlHeader, State
+from litestar.di import Provide
+from litestar.exceptions import (
+    HTTPException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.plugins.htmx import ClientRedirect, HTMXPlugin, HTMXRequest
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.stores.redis import RedisStore
+from litestar.template.config import TemplateConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import i18n
+from app.db import make_engine, make_sessionmaker
+from app.policy import get_policy
+from app.routes import ROUTES
+from app.routes._deps import (
+    LoginRequired,
+    PasswordChangeRequired,
+    provide_db,
+    provide_patron,
+    provide_policy,
+)
+from app.routes._render import TEXT_SIZES, render, safe_next, wants_fragment
+from app.services.ratelimit import RateLimiter
+from app.sessions import RotatingSessionConfig
+from app.settings import Settings, get_settings
+
+HERE = Path(__file__).parent
+log = logging.getLogger("app")
+
+
+def _jinja_env() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.globals["static"] = _static_url
+    return env
+
+
+@lru_cache(maxsize=64)
+def _static_url(name: str) -> str:
+    """/static/<name>?v=<content hash>: browsers may cache static files for a year."""
+    digest = hashlib.sha256((HERE / "static" / name).read_bytes()).hexdigest()[:10]
+    return f"/static/{name}?v={digest}"
+
+
+def _resolve_language(request: Request) -> tuple[str, bool]:
+    """?lang= beats the cookie, which beats Accept-Language; Japanese otherwise."""
+    asked = request.query_params.get("lang")
+    if asked in i18n.LANGUAGES:
+        return asked, True
+    cookie = request.cookies.get("lang")
+    if cookie in i18n.LANGUAGES:
+        return cookie, False
+    return i18n.negotiate(request.headers.get("accept-language")), False
+
+
+async def before_request(request: Request) -> None:
+    lang, chosen = _resolve_language(request)
+    i18n.set_language(lang)
+    request.state.lang_chosen = chosen
+    size = request.query_params.get("text")
+    request.state.text_size_chosen = size in TEXT_SIZES
+    if size not in TEXT_SIZES:
+        size = request.cookies.get("text")
+    request.state.text_size = size if size in TEXT_SIZES else "normal"
+
+
+def security_headers(production: bool):  # type: ignore[no-untyped-def]
+    csp = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    )
+    extra = [
+        (b"content-security-policy", csp.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"),
+        (b"x-frame-options", b"DENY"),
+    ]
+    if production:
+        extra.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+
+            async def send_with_headers(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", []), *extra]
+                await send(message)
+
+            await app(scope, receive, send_with_headers)
+
+        return wrapped
+
+    return middleware
+
+
+def _login_redirect(request: Request, _exc: Exception) -> Response:
+    if request.method == "GET":
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    else:
+        # After a POST from an expired session, come back to the page the form was on.
+        referer = request.headers.get("referer", "")
+        host = request.headers.get("host", "")
+        path = referer.split(host, 1)[1] if host and host in referer else ""
+        target = safe_next(path, "/mylibrary")
+    url = request.app.route_reverse("auth:login") + "?next=" + _quote(target)
+    if wants_fragment(request) or getattr(request, "htmx", None):
+        return ClientRedirect(redirect_to=url)
+    return Redirect(path=url, status_code=303)
+
+
+def _quote(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path, safe="/")
+
+
+def _password_redirect(request: Request, _exc: Exception) -> Response:
+    url = request.app.route_reverse("account:password")
+    if getattr(request, "htmx", None):
+        return ClientRedirect(redirect_to=url)
+    return Redirect(path=url, status_code=303)
+
+
+ERROR_TITLES = {
+    400: i18n.N_("The request could not be understood"),
+    403: i18n.N_("This form has expired or is not allowed"),
+    404: i18n.N_("Page not found"),
+    405: i18n.N_("This action is not allowed here"),
+    429: i18n.N_("Too many requests"),
+    500: i18n.N_("Something went wrong on our side"),
+}
+ERROR_DETAILS = {
+    400: i18n.N_("Please check what you entered and try again."),
+    403: i18n.N_("Please reload the page and try again. If you were logged out, log in again."),
+    404: i18n.N_("The page or record does not exist, or it is not yours."),
+    405: i18n.N_("Please use the buttons on the page."),
+    429: i18n.N_("Please wait a little and try again."),
+    500: i18n.N_("Please try again later. If it keeps happening, ask at the library counter."),
+}
+
+
+def _error_page(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 500:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if status not in ERROR_TITLES:
+        status = 400 if status < 500 else 500
+    lang, _ = _resolve_language(request)
+    i18n.set_language(lang)
+    if "text_size" not in request.state:
+        request.state.text_size = "normal"
+    headers = {"HX-Reswap": "none"} if getattr(request, "htmx", None) else None
+    # htmx shows nothing for an error by default; the toast block tells the user.
+    return render(
+        request,
+        "error.html",
+        block="toast",
+        status_code=status,
+        headers=headers,
+        title=ERROR_TITLES[status],
+        detail=ERROR_DETAILS[status],
+    )
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    policy = get_policy(settings.library_policy)
+    redis = Redis.from_url(settings.redis_url)
+    session_store = RedisStore(
+        redis, namespace=f"{settings.redis_namespace}:sessions", handle_client_shutdown=False
+    )
+
+    async def on_startup(app: Litestar) -> None:
+        engine = make_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.redis = redis
+        app.state.limiter = RateLimiter(redis, settings.redis_namespace)
+        app.state.settings = settings
+
+    async def on_shutdown(app: Litestar) -> None:
+        await app.state.engine.dispose()
+        await redis.aclose()
+
+    template_engine = JinjaTemplateEngine.from_environment(_jinja_env())
+
+    app = Litestar(
+        route_handlers=[
+            *ROUTES,
+            create_static_files_router(
+                path="/static",
+                directories=[HERE / "static"],
+                name="static",
+                send_as_attachment=False,
+                cache_control=CacheControlHeader(max_age=31536000),
+                opt={"skip_session": True},
+            ),
+        ],
+        dependencies={
+            "db": Provide(provide_db),
+            "patron": Provide(provide_patron, sync_to_thread=False),
+            "policy": Provide(provide_policy, sync_to_thread=False),
+        },
+        request_class=HTMXRequest,
+        plugins=[HTMXPlugin()],
+        template_config=TemplateConfig(instance=template_engine),
+        middleware=[
+            security_headers(settings.production),
+            RotatingSessionConfig(
+                max_age=policy.session_timeout_minutes * 60,
+                renew_on_access=True,
+                key="session",
+                secure=settings.production,
+                samesite="lax",
+                httponly=True,
+                exclude=["/static"],
+            ).middleware,
+        ],
+        csrf_config=CSRFConfig(
+            secret=settings.secret_key,
+            cookie_name="csrftoken",
+            header_name="x-csrftoken",
+            cookie_secure=settings.production,
+            cookie_httponly=True,
+            cookie_samesite="lax",
+            exclude=["/static"],
+        ),
+        stores={"sessions": session_store},
+        before_request=before_request,
+        exception_handlers={
+            LoginRequired: _login_redirect,
+            PasswordChangeRequired: _password_redirect,
+            HTTPException: _error_page,
+            NotFoundException: _error_page,
+            PermissionDeniedException: _error_page,
+            ValidationException: _error_page,
+            Exception: _error_page,
+        },
+        on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
+        debug=False,
+        openapi_config=None,
+        state=State({"settings": settings, "policy": policy}),
+        signature_types=[AsyncSession],
+    )
+    return app

@@ -1,0 +1,227 @@
+"""The schema. Relationships are lazy="raise": every page states what it loads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+    true,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+PASSWORD_STATES = ("none", "temporary", "permanent")
+ITEM_STATUSES = ("on_shelf", "on_loan", "in_transit", "on_hold_shelf", "missing")
+HOLD_STATUSES = ("waiting", "in_transit", "ready", "collected", "cancelled")
+ACTIVE_HOLD_STATUSES = ("waiting", "in_transit", "ready")
+CONTACTS = ("email", "phone", "none")
+STAFF_ROLES = ("counter", "admin")
+MATERIAL_TYPES = ("book", "magazine", "audiovisual", "serial", "other")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Branch(Base):
+    __tablename__ = "branches"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+    name_ja: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(100))
+    # Weekly closing days as ISO weekday digits ("1" = Monday), e.g. "1" or "15".
+    closed_weekdays: Mapped[str] = mapped_column(String(7), default="", server_default="")
+    is_pickup_point: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class PickupLocation(Base):
+    """A sub-location of a branch where holds can be collected (受取場所)."""
+
+    __tablename__ = "pickup_locations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id", ondelete="CASCADE"), index=True)
+    name_ja: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(100))
+
+
+class ClosedDay(Base):
+    """A single closed day of a branch (休館日), besides its weekly closing days."""
+
+    __tablename__ = "closed_days"
+    __table_args__ = (UniqueConstraint("branch_id", "day"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id", ondelete="CASCADE"))
+    day: Mapped[dt.date] = mapped_column(Date)
+    note: Mapped[str] = mapped_column(String(200), default="", server_default="")
+
+
+class Patron(Base):
+    __tablename__ = "patrons"
+    __table_args__ = (
+        CheckConstraint(f"password_state IN ({_in(PASSWORD_STATES)})", name="password_state"),
+        CheckConstraint("lang IN ('ja', 'en')", name="lang"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    card_number: Mapped[str] = mapped_column(String(20), unique=True)
+    card_expires_on: Mapped[dt.date] = mapped_column(Date)
+    name: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    name_kana: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    phone: Mapped[str] = mapped_column(String(30), default="", server_default="")
+    address: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    password_state: Mapped[str] = mapped_column(String(10), default="none", server_default="none")
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    lang: Mapped[str] = mapped_column(String(2), default="ja", server_default="ja")
+    home_branch_id: Mapped[int | None] = mapped_column(ForeignKey("branches.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+    emails: Mapped[list[Email]] = relationship(lazy="raise", back_populates="patron")
+
+
+class Email(Base):
+    __tablename__ = "emails"
+    __table_args__ = (UniqueConstraint("patron_id", "address"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patrons.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str] = mapped_column(String(254))
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+    patron: Mapped[Patron] = relationship(lazy="raise", back_populates="emails")
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_users"
+    __table_args__ = (CheckConstraint(f"role IN ({_in(STAFF_ROLES)})", name="role"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(50), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(10))
+    branch_id: Mapped[int | None] = mapped_column(ForeignKey("branches.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class Series(Base):
+    __tablename__ = "series"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    title_reading: Mapped[str] = mapped_column(String(300), default="", server_default="")
+
+
+class Bib(Base):
+    __tablename__ = "bibs"
+    __table_args__ = (CheckConstraint(f"material_type IN ({_in(MATERIAL_TYPES)})", name="material_type"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    control_number: Mapped[str | None] = mapped_column(String(50), unique=True)  # 001 of an imported record
+    title: Mapped[str] = mapped_column(String(500))
+    title_reading: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    authors: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    authors_reading: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    publisher: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    pub_year: Mapped[int | None] = mapped_column(Integer)
+    isbn: Mapped[str | None] = mapped_column(String(17), index=True)
+    subjects: Mapped[str] = mapped_column(Text, default="", server_default="")
+    language: Mapped[str] = mapped_column(String(3), default="jpn", server_default="jpn")
+    material_type: Mapped[str] = mapped_column(String(20), default="book", server_default="book")
+    loanable: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id"), index=True)
+    series_volume: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (CheckConstraint(f"status IN ({_in(ITEM_STATUSES)})", name="status"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    barcode: Mapped[str] = mapped_column(String(30), unique=True)
+    bib_id: Mapped[int] = mapped_column(ForeignKey("bibs.id"), index=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"), index=True)  # home branch
+    location_branch_id: Mapped[int | None] = mapped_column(ForeignKey("branches.id"))  # where it is now
+    status: Mapped[str] = mapped_column(String(20), default="on_shelf", server_default="on_shelf")
+    loanable: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    is_ill: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # 相互貸借
+    available_since: Mapped[dt.date | None] = mapped_column(Date)
+    shelfmark: Mapped[str] = mapped_column(String(50), default="", server_default="")
+
+
+class Loan(Base):
+    __tablename__ = "loans"
+    __table_args__ = (
+        # One open loan per item, on both databases.
+        Index(
+            "uq_loans_open_item",
+            "item_id",
+            unique=True,
+            sqlite_where=text("returned_on IS NULL"),
+            postgresql_where=text("returned_on IS NULL"),
+        ),
+        Index("ix_loans_patron_open", "patron_id", "returned_on"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patrons.id"))
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))  # where it was checked out
+    loaned_on: Mapped[dt.date] = mapped_column(Date)
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    renewals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_renewed_on: Mapped[dt.date | None] = mapped_column(Date)
+    returned_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class Hold(Base):
+    __tablename__ = "holds"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(HOLD_STATUSES)})", name="status"),
+        CheckConstraint(f"contact IN ({_in(CONTACTS)})", name="contact"),
+        Index("ix_holds_bib_queue", "bib_id", "status", "placed_at"),
+        Index("ix_holds_patron_status", "patron_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patrons.id"))
+    bib_id: Mapped[int] = mapped_column(ForeignKey("bibs.id"))
+    status: Mapped[str] = mapped_column(String(20), default="waiting", server_default="waiting")
+    placed_at: Mapped[dt.datetime] = mapped_column(DateTime)  # queue order
+    pickup_branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))
+    pickup_location_id: Mapped[int | None] = mapped_column(ForeignKey("pickup_locations.id"))
+    contact: Mapped[str] = mapped_column(String(10), default="email", server_default="email")
+    email_id: Mapped[int | None] = mapped_column(ForeignKey("emails.id", ondelete="SET NULL"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    channel: Mapped[str] = mapped_column(String(20), default="web", server_default="web")
+    suspended_until: Mapped[dt.date | None] = mapped_column(Date)
+    # Ordered series holds (順番予約): holds sharing a group are allocated in position order.
+    series_group: Mapped[str | None] = mapped_column(String(36), index=True)
+    series_position: Mapped[int | None] = mapped_column(Integer)
+    ready_on: Mapped[dt.date | None] = mapped_column(Date)
+    notified_on: Mapped[dt.date | None] = mapped_column(Date)
+    shelf_until: Mapped[dt.date | None] = mapped_column(Date)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    cancel_reason: Mapped[str | None] = mapped_column(String(20))  # patron / staff / expired
+    collected_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

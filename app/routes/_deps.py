@@ -1,0 +1,40 @@
+"""Dependencies every route module shares: the database session, the patron, the policy."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from litestar import Request
+from litestar.datastructures import State
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.policy import Policy
+from app.routes._render import session_patron
+from app.services.accounts import SessionPatron
+
+
+class LoginRequired(Exception):
+    """The page needs a logged-in patron; the handler sends the browser to log in."""
+
+
+class PasswordChangeRequired(Exception):
+    """The patron holds a temporary password and may only change it."""
+
+
+async def provide_db(state: State) -> AsyncIterator[AsyncSession]:
+    async with state.sessionmaker() as session:
+        yield session
+
+
+def provide_patron(request: Request) -> SessionPatron:
+    patron = session_patron(request)
+    if patron is None:
+        raise LoginRequired()
+    # Fukuoka, Kitakyushu, Fukushima: a temporary password must be changed before anything else.
+    if patron.password_state == "temporary" and not request.route_handler.opt.get("temporary_ok"):
+        raise PasswordChangeRequired()
+    return patron
+
+
+def provide_policy(state: State) -> Policy:
+    return state.policy

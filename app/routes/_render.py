@@ -1,0 +1,116 @@
+"""render(): the one way a handler answers with HTML — the whole page, or one block for htmx."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from jinja2_fragments.litestar import HTMXBlockTemplate
+from litestar import Request
+from litestar.datastructures import Cookie
+from litestar.plugins.htmx import HTMXRequest
+from litestar.response import Redirect
+
+from app import clock
+from app.i18n import format_date, get_language, gettext
+from app.services.accounts import SessionPatron
+
+TEXT_SIZES = ("normal", "large")
+YEAR = 365 * 86400
+
+
+def wants_fragment(request: Request) -> bool:
+    """True for an htmx swap; boosted navigation and history restores get the whole page."""
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request
+
+
+def session_patron(request: Request) -> SessionPatron | None:
+    data = request.session if "session" in request.scope else {}
+    if not data or not data.get("pid"):
+        return None
+    return SessionPatron.from_session(data)
+
+
+def flash(request: Request, message: str, level: str = "info") -> None:
+    """Keep a message in the session for the next page (POST → 303 → GET)."""
+    request.session.setdefault("flash", []).append([level, message])
+
+
+def switch_url(request: Request, **params: str) -> str:
+    """The current page's URL with one preference parameter changed (language, text size)."""
+    query = {k: v for k, v in request.query_params.items() if k not in ("lang", "text")}
+    query.update(params)
+    return f"{request.url.path}?{urlencode(query)}"
+
+
+def base_context(request: Request) -> dict[str, Any]:
+    lang = get_language()
+    patron = session_patron(request)
+    # Routing errors (404, 405) are answered before the session middleware runs.
+    session = request.session if "session" in request.scope else {}
+    messages = session.pop("flash", []) if session else []
+    return {
+        "lang": lang,
+        "text_size": request.state.get("text_size", "normal"),
+        "patron": patron,
+        "patron_name": patron.display_name(lang) if patron else "",
+        "card_expired": bool(patron and patron.card_expires_on < clock.today()),
+        "flash_messages": messages,
+        "policy": request.app.state.policy,
+        "today": clock.today(),
+        "fmt_date": format_date,
+        "switch_url": lambda **p: switch_url(request, **p),
+        "current_path": request.url.path,
+        "translate": gettext,
+    }
+
+
+def render(
+    request: HTMXRequest | Request,
+    template: str,
+    *,
+    block: str | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    trigger_event: str | None = None,
+    **context: Any,
+) -> HTMXBlockTemplate:
+    """The whole page, or only `block` when htmx asks for a swap."""
+    partial = block is not None and wants_fragment(request)
+    return HTMXBlockTemplate(
+        cookies=_preference_cookies(request),
+        template_name=template,
+        block_name=block if partial else None,
+        context={**base_context(request), **context, "partial": partial},
+        status_code=status_code,
+        media_type="text/html",
+        headers={"Vary": "HX-Request", **(headers or {})},
+        trigger_event=trigger_event,
+        after="receive" if trigger_event else None,
+    )
+
+
+def _preference_cookies(request: Request) -> list[Cookie]:
+    """Language and text size chosen by a link are remembered for a year."""
+    secure = request.app.state.settings.production
+    cookies = []
+    if request.state.get("lang_chosen"):
+        cookies.append(Cookie(key="lang", value=get_language(), max_age=YEAR, samesite="lax", secure=secure))
+    if request.state.get("text_size_chosen"):
+        cookies.append(
+            Cookie(key="text", value=request.state.text_size, max_age=YEAR, samesite="lax", secure=secure)
+        )
+    return cookies
+
+
+def redirect(path: str) -> Redirect:
+    """303 See Other: the browser follows with a GET, so a reload never re-posts."""
+    return Redirect(path=path, status_code=303)
+
+
+def safe_next(value: str | None, default: str = "/mylibrary") -> str:
+    """Only a local path may be a redirect target (no //host, no scheme, no backslash)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 500:
+        return default
+    return value

@@ -1,0 +1,130 @@
+"""The Loans page and renewals (inline with htmx, or a plain form and a 303)."""
+
+from __future__ import annotations
+
+from litestar import Request, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import clock
+from app.i18n import format_date, gettext, ngettext
+from app.policy import Policy
+from app.routes._render import flash, redirect, render, wants_fragment
+from app.services import loans
+from app.services.accounts import SessionPatron
+
+
+def refusal_text(reason: str, policy: NamedDependency[Policy]) -> str:
+    return gettext(loans.REFUSAL_MESSAGES[reason], days=policy.renewal_window_days)
+
+
+@get("/loans", name="loans:list")
+async def loans_page(
+    request: Request,
+    patron: NamedDependency[SessionPatron],
+    db: NamedDependency[AsyncSession],
+    policy: NamedDependency[Policy],
+) -> object:
+    items = await loans.list_loans(db, patron.id, today=clock.today(), policy=policy)
+    return render(
+        request,
+        "loans/list.html",
+        block="loans",
+        loans=items,
+        summary=None,
+        refusal_text=lambda r: refusal_text(r, policy),
+    )
+
+
+@post("/loans/{loan_id:int}/renew", name="loans:renew")
+async def renew(
+    request: Request,
+    loan_id: FromPath[int],
+    patron: NamedDependency[SessionPatron],
+    db: NamedDependency[AsyncSession],
+    policy: NamedDependency[Policy],
+) -> object:
+    try:
+        result = await loans.renew(db, patron.id, loan_id, today=clock.today(), policy=policy)
+    except loans.LoanNotFound as exc:
+        raise NotFoundException() from exc
+    if wants_fragment(request):
+        return render(
+            request,
+            "loans/list.html",
+            block="loan_row",
+            loan=result.loan,
+            refusal_text=lambda r: refusal_text(r, policy),
+        )
+    if result.renewed:
+        flash(
+            request,
+            gettext(
+                "Renewed “%(title)s”. New due date: %(date)s.",
+                title=result.loan.title,
+                date=format_date(result.loan.due_on),
+            ),
+            "ok",
+        )
+    else:
+        flash(
+            request,
+            gettext(
+                "“%(title)s” was not renewed: %(reason)s",
+                title=result.loan.title,
+                reason=refusal_text(result.reason or "", policy),
+            ),
+            "error",
+        )
+    return redirect(request.app.route_reverse("loans:list"))
+
+
+@post("/loans/renew-all", name="loans:renew_all")
+async def renew_all(
+    request: Request,
+    patron: NamedDependency[SessionPatron],
+    db: NamedDependency[AsyncSession],
+    policy: NamedDependency[Policy],
+) -> object:
+    results = await loans.renew_all(db, patron.id, today=clock.today(), policy=policy)
+    renewed = sum(r.renewed for r in results)
+    summary = ngettext(
+        "Renewed %(num)s of %(total)s loan.",
+        "Renewed %(num)s of %(total)s loans.",
+        renewed,
+        total=len(results),
+    )
+    if wants_fragment(request):
+        return render(
+            request,
+            "loans/list.html",
+            block="loans",
+            loans=[r.loan for r in results],
+            summary=summary,
+            refusal_text=lambda r: refusal_text(r, policy),
+        )
+    flash(request, summary, "ok" if renewed else "info")
+    for r in results:
+        if r.renewed:
+            flash(
+                request,
+                gettext(
+                    "Renewed “%(title)s”. New due date: %(date)s.",
+                    title=r.loan.title,
+                    date=format_date(r.loan.due_on),
+                ),
+                "ok",
+            )
+        else:
+            flash(
+                request,
+                gettext(
+                    "“%(title)s” was not renewed: %(reason)s",
+                    title=r.loan.title,
+                    reason=refusal_text(r.reason or "", policy),
+                ),
+                "error",
+            )
+    return redirect(request.app.route_reverse("loans:list"))

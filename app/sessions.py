@@ -1,0 +1,55 @@
+"""Server-side sessions in Redis, with a new session id at log-in (no session fixation)."""
+
+from __future__ import annotations
+
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie, MutableScopeHeaders
+from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
+from litestar.types import Empty, Message, ScopeSession
+from litestar.utils.dataclass import extract_dataclass_items
+
+ROTATE_KEY = "_rotate"
+
+
+class RotatingSessionBackend(ServerSideSessionBackend):
+    """Stores sessions like Litestar's backend, but rotates the id on request and skips empty ones."""
+
+    async def store_in_message(
+        self, scope_session: ScopeSession, message: Message, connection: ASGIConnection
+    ) -> None:
+        store = self.config.get_store_from_app(connection.scope["app"])
+        headers = MutableScopeHeaders.from_message(message)
+        cookie_params = dict(
+            extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys())
+        )
+        old_id = connection.cookies.get(self.config.key)
+        if old_id == "null":
+            old_id = None
+
+        if scope_session is Empty or not scope_session:
+            # Logged out, or a guest with nothing to keep: nothing stays on the server.
+            if old_id:
+                await self.delete(old_id, store=store)
+                headers.add(
+                    "Set-Cookie",
+                    Cookie(value="null", key=self.config.key, expires=0, **cookie_params).to_header(
+                        header=""
+                    ),
+                )
+            return
+
+        session_id = old_id
+        if scope_session.pop(ROTATE_KEY, False) or not session_id:
+            if session_id:
+                await self.delete(session_id, store=store)
+            session_id = self.generate_session_id()
+        await self.set(
+            session_id=session_id, data=self.serialize_data(scope_session, connection.scope), store=store
+        )
+        headers.add(
+            "Set-Cookie", Cookie(value=session_id, key=self.config.key, **cookie_params).to_header(header="")
+        )
+
+
+class RotatingSessionConfig(ServerSideSessionConfig):
+    _backend_class = RotatingSessionBackend

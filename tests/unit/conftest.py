@@ -1,0 +1,113 @@
+"""Fixtures: a demo-library SQLite file per test (copied from one built per session), real Redis."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import clock
+from app.db import make_engine, make_sessionmaker
+from app.main import create_app
+from app.settings import Settings, load_settings
+from tests.support import (
+    REDIS_URL,
+    build_demo_database,
+    clear_namespace,
+    copy_database,
+    new_namespace,
+    require_redis,
+)
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_redis()
+    clock.set_today(None)
+    path = tmp_path_factory.mktemp("template") / "demo.sqlite3"
+    build_demo_database(path)
+    return path
+
+
+@pytest.fixture
+def database_url(demo_template: Path, tmp_path: Path) -> str:
+    return copy_database(demo_template, tmp_path / "library.sqlite3")
+
+
+@pytest.fixture
+def namespace() -> AsyncIterator[str]:
+    ns = new_namespace()
+    yield ns
+    clear_namespace(ns)
+
+
+def make_settings(database_url: str, namespace: str, tmp_path: Path, **extra: str) -> Settings:
+    return load_settings(
+        {
+            "APP_ENV": "test",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": REDIS_URL,
+            "REDIS_NAMESPACE": namespace,
+            "VAR_DIR": str(tmp_path / "var"),
+            "SECRET_KEY": "t" * 48,
+            **extra,
+        }
+    )
+
+
+@pytest.fixture
+def settings(database_url: str, namespace: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, namespace, tmp_path)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient]:
+    async with AsyncTestClient(app=app, base_url="http://testserver.local") as c:
+        yield c
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[AsyncSession]:
+    engine = make_engine(database_url)
+    async with make_sessionmaker(engine)() as session:
+        yield session
+    await engine.dispose()
+
+
+CSRF_RE = re.compile(r'name="_csrf_token" value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "page has no CSRF field"
+    return match.group(1)
+
+
+async def login(
+    client: AsyncTestClient,
+    card: str = "100000017",
+    password: str = "hanako-2026",
+    next_path: str = "/mylibrary",
+):  # type: ignore[no-untyped-def]
+    page = await client.get("/login")
+    token = csrf_from(page.text)
+    return await client.post(
+        "/login",
+        data={"_csrf_token": token, "card_number": card, "password": password, "next": next_path},
+        follow_redirects=False,
+    )
+
+
+async def token(client: AsyncTestClient, path: str = "/loans") -> str:
+    page = await client.get(path)
+    return csrf_from(page.text)
