@@ -6,6 +6,7 @@ import hashlib
 import logging
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar, Request, Response
@@ -81,11 +82,9 @@ def _resolve_language(request: Request) -> tuple[str, bool]:
 
 
 async def before_request(request: Request) -> None:
-    lang, chosen = _resolve_language(request)
+    lang, _ = _resolve_language(request)
     i18n.set_language(lang)
-    request.state.lang_chosen = chosen
     size = request.query_params.get("text")
-    request.state.text_size_chosen = size in TEXT_SIZES
     if size not in TEXT_SIZES:
         size = request.cookies.get("text")
     request.state.text_size = size if size in TEXT_SIZES else "normal"
@@ -117,6 +116,34 @@ def security_headers(production: bool):  # type: ignore[no-untyped-def]
                 await send(message)
 
             await app(scope, receive, send_with_headers)
+
+        return wrapped
+
+    return middleware
+
+
+def preference_cookies(production: bool):  # type: ignore[no-untyped-def]
+    """?lang= and ?text= on any URL are remembered for a year, whatever the response (page or redirect)."""
+    flags = "; Path=/; Max-Age=31536000; SameSite=Lax" + ("; Secure" if production else "")
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http" or not scope.get("query_string"):
+                await app(scope, receive, send)
+                return
+            query = parse_qs(scope["query_string"].decode("latin-1"))
+            cookies = []
+            if query.get("lang", [""])[-1] in i18n.LANGUAGES:
+                cookies.append(f"lang={query['lang'][-1]}{flags}".encode())
+            if query.get("text", [""])[-1] in TEXT_SIZES:
+                cookies.append(f"text={query['text'][-1]}{flags}".encode())
+
+            async def send_with_cookies(message: Message) -> None:
+                if message["type"] == "http.response.start" and cookies:
+                    message["headers"] = [*message.get("headers", []), *((b"set-cookie", c) for c in cookies)]
+                await send(message)
+
+            await app(scope, receive, send_with_cookies)
 
         return wrapped
 
@@ -236,6 +263,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         template_config=TemplateConfig(instance=template_engine),
         middleware=[
             security_headers(settings.production),
+            preference_cookies(settings.production),
             RotatingSessionConfig(
                 max_age=policy.session_timeout_minutes * 60,
                 renew_on_access=True,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 from litestar import Request
 from litestar.datastructures import State
+from litestar.params import PathParameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.policy import Policy
@@ -38,3 +40,8 @@ def provide_patron(request: Request) -> SessionPatron:
 
 def provide_policy(state: State) -> Policy:
     return state.policy
+
+
+# A database id in a URL: a positive 32-bit integer, so no input can overflow a column (400 otherwise).
+RecordId = Annotated[int, PathParameter(ge=1, le=2_147_483_647)]
+PageNumber = Annotated[int, QueryParameter(ge=1, le=10_000)]

@@ -7,7 +7,6 @@ from urllib.parse import urlencode
 
 from jinja2_fragments.litestar import HTMXBlockTemplate
 from litestar import Request
-from litestar.datastructures import Cookie
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Redirect
 
@@ -16,7 +15,6 @@ from app.i18n import format_date, get_language, gettext
 from app.services.accounts import SessionPatron
 
 TEXT_SIZES = ("normal", "large")
-YEAR = 365 * 86400
 
 
 def wants_fragment(request: Request) -> bool:
@@ -79,7 +77,6 @@ def render(
     """The whole page, or only `block` when htmx asks for a swap."""
     partial = block is not None and wants_fragment(request)
     return HTMXBlockTemplate(
-        cookies=_preference_cookies(request),
         template_name=template,
         block_name=block if partial else None,
         context={**base_context(request), **context, "partial": partial},
@@ -89,19 +86,6 @@ def render(
         trigger_event=trigger_event,
         after="receive" if trigger_event else None,
     )
-
-
-def _preference_cookies(request: Request) -> list[Cookie]:
-    """Language and text size chosen by a link are remembered for a year."""
-    secure = request.app.state.settings.production
-    cookies = []
-    if request.state.get("lang_chosen"):
-        cookies.append(Cookie(key="lang", value=get_language(), max_age=YEAR, samesite="lax", secure=secure))
-    if request.state.get("text_size_chosen"):
-        cookies.append(
-            Cookie(key="text", value=request.state.text_size, max_age=YEAR, samesite="lax", secure=secure)
-        )
-    return cookies
 
 
 def redirect(path: str) -> Redirect:

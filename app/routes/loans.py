@@ -5,12 +5,12 @@ from __future__ import annotations
 from litestar import Request, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
 from app.i18n import format_date, gettext, ngettext
 from app.policy import Policy
+from app.routes._deps import RecordId
 from app.routes._render import flash, redirect, render, wants_fragment
 from app.services import loans
 from app.services.accounts import SessionPatron
@@ -41,7 +41,7 @@ async def loans_page(
 @post("/loans/{loan_id:int}/renew", name="loans:renew")
 async def renew(
     request: Request,
-    loan_id: FromPath[int],
+    loan_id: RecordId,
     patron: NamedDependency[SessionPatron],
     db: NamedDependency[AsyncSession],
     policy: NamedDependency[Policy],
@@ -91,10 +91,10 @@ async def renew_all(
     results = await loans.renew_all(db, patron.id, today=clock.today(), policy=policy)
     renewed = sum(r.renewed for r in results)
     summary = ngettext(
-        "Renewed %(num)s of %(total)s loan.",
-        "Renewed %(num)s of %(total)s loans.",
-        renewed,
-        total=len(results),
+        "Renewed %(renewed)s of %(num)s loan.",
+        "Renewed %(renewed)s of %(num)s loans.",
+        len(results),
+        renewed=renewed,
     )
     if wants_fragment(request):
         return render(

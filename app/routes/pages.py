@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
 from app.policy import Policy
+from app.routes._deps import PageNumber
 from app.routes._render import redirect, render, session_patron
 from app.routes.loans import refusal_text
 from app.services import catalog, holds, loans
@@ -64,7 +65,7 @@ async def holds_page(
 
 @get("/search", name="search:results")
 async def search_page(
-    request: Request, db: NamedDependency[AsyncSession], q: FromQuery[str] = "", page: FromQuery[int] = 1
+    request: Request, db: NamedDependency[AsyncSession], q: FromQuery[str] = "", page: PageNumber = 1
 ) -> object:
     results = await catalog.search(db, q, page=page)
     return render(request, "search/results.html", block="results", results=results)
