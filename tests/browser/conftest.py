@@ -1,0 +1,166 @@
+"""A live server (its own process, its own demo database) and Debian's Chromium through Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+from tests.support import (
+    REDIS_URL,
+    clear_namespace,
+    copy_database,
+    free_port,
+    new_namespace,
+    require_redis,
+)
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+PHONE = {"width": 360, "height": 740}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.browser)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built with the operator's commands (`migrate`, `demo-data`), in their own processes."""
+    require_redis()
+    tmp = tmp_path_factory.mktemp("template")
+    path = tmp / "demo.sqlite3"
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{path}",
+        "VAR_DIR": str(tmp),
+    }
+    for command in ("migrate", "demo-data"):
+        subprocess.run([sys.executable, "-m", "app", command], env=env, cwd=ROOT, check=True)  # noqa: S603
+    return path
+
+
+class LiveServer:
+    def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.url, self.process, self.log = url, process, log
+
+
+@pytest.fixture
+def server(demo_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    """`python -m app serve` on a free port, against a fresh copy of the demo database."""
+    port = free_port()
+    namespace = new_namespace()
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "DATABASE_URL": copy_database(demo_template, tmp_path / "lib.sqlite3"),
+        "REDIS_URL": REDIS_URL,
+        "REDIS_NAMESPACE": namespace,
+        "VAR_DIR": str(tmp_path / "var"),
+        "SECRET_KEY": "b" * 48,
+    }
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "app", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/login", timeout=1)  # noqa: S310
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"the server did not start:\n{log.read_text()}") from None
+            time.sleep(0.2)
+    yield LiveServer(url, process, log)
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    clear_namespace(namespace)
+
+
+@pytest.fixture(scope="session")
+def playwright_instance() -> Iterator[Playwright]:
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_instance: Playwright) -> Iterator[Browser]:
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        raise RuntimeError("Chromium is not installed: apt-get install -y chromium (Debian's package).")
+    browser = playwright_instance.chromium.launch(
+        executable_path=executable, args=CHROMIUM_ARGS, headless=True
+    )
+    yield browser
+    browser.close()
+
+
+def _page(browser: Browser, server: LiveServer, *, viewport: dict[str, int], javascript: bool = True) -> Page:
+    context = browser.new_context(
+        viewport=viewport, java_script_enabled=javascript, locale="en-GB", base_url=server.url
+    )
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    return page
+
+
+@pytest.fixture
+def phone(browser: Browser, server: LiveServer) -> Iterator[Page]:
+    page = _page(browser, server, viewport=PHONE)
+    yield page
+    page.context.close()
+
+
+@pytest.fixture
+def phone_no_js(browser: Browser, server: LiveServer) -> Iterator[Page]:
+    page = _page(browser, server, viewport=PHONE, javascript=False)
+    yield page
+    page.context.close()
+
+
+@pytest.fixture
+def desktop(browser: Browser, server: LiveServer) -> Iterator[Page]:
+    page = _page(browser, server, viewport=DESKTOP)
+    yield page
+    page.context.close()
+
+
+def log_in(page: Page, card: str = "100000017", password: str = "hanako-2026") -> None:
+    page.goto("/login?lang=en")
+    page.get_by_label("Card number").fill(card)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    # Wait for the answer: logged in (a Log out button) or refused (an alert).
+    expect(page.get_by_role("button", name="Log out").or_(page.get_by_role("alert"))).to_be_visible()
