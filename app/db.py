@@ -5,14 +5,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from app.sqlite_inline import inline_creator
 
-def make_engine(url: str) -> AsyncEngine:
-    """An engine with the pragmas SQLite needs for a web app (WAL, foreign keys, busy wait)."""
+
+def make_engine(url: str, *, inline_reads: bool = False) -> AsyncEngine:
+    """An engine with the pragmas SQLite needs for a web app (WAL, foreign keys, busy wait).
+
+    inline_reads: on SQLite, run statements on the event loop (app/sqlite_inline.py); only for
+    read-only work, which in WAL mode never waits for a lock. Ignored on other databases.
+    """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 15})
+        if inline_reads:
+            path = make_url(url).database or ":memory:"
+            engine = create_async_engine(url, async_creator=inline_creator(path))
+        else:
+            engine = create_async_engine(url, connect_args={"timeout": 15})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]

@@ -34,8 +34,9 @@ def _catalog(lang: str) -> dict[str, str | tuple[str, ...]]:
         strings = message.string if isinstance(message.string, tuple | list) else (message.string,)
         if not message.id or not all(strings) or message.fuzzy:
             continue
-        key = message.id[0] if isinstance(message.id, tuple) else message.id
-        out[key] = tuple(message.string) if isinstance(message.string, tuple | list) else message.string
+        key = str(message.id[0] if isinstance(message.id, tuple | list) else message.id)
+        texts = tuple(str(text) for text in strings)
+        out[key] = texts if isinstance(message.string, tuple | list) else texts[0]
     return out
 
 

@@ -58,9 +58,24 @@ def _jinja_env() -> Environment:
         lstrip_blocks=True,
         auto_reload=False,
     )
-    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    # Plain (not "newstyle") callables: our gettext formats %(name)s itself and the result is
+    # autoescaped like any other value; it saves Jinja's Markup round trip on every string.
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=False)  # type: ignore[attr-defined]
     env.globals["static"] = _static_url
     return env
+
+
+def _cached_url_for(app: Litestar):  # type: ignore[no-untyped-def]
+    """url_for for templates, memoised: a route's path never changes while the app runs."""
+
+    @lru_cache(maxsize=4096)
+    def reverse(name: str, params: tuple[tuple[str, object], ...]) -> str:
+        return app.route_reverse(name, **dict(params))
+
+    def url_for(name: str, **params: object) -> str:
+        return reverse(name, tuple(sorted(params.items())))
+
+    return url_for
 
 
 @lru_cache(maxsize=64)
@@ -229,14 +244,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     async def on_startup(app: Litestar) -> None:
         engine = make_engine(settings.database_url)
-        app.state.engine = engine
+        read_engine = make_engine(settings.database_url, inline_reads=True) if settings.is_sqlite else engine
+        app.state.engine, app.state.read_engine = engine, read_engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.read_sessionmaker = make_sessionmaker(read_engine)
         app.state.redis = redis
         app.state.limiter = RateLimiter(redis, settings.redis_namespace)
         app.state.settings = settings
+        template_engine.engine.globals["url_for"] = _cached_url_for(app)
 
     async def on_shutdown(app: Litestar) -> None:
         await app.state.engine.dispose()
+        await app.state.read_engine.dispose()
         await redis.aclose()
 
     template_engine = JinjaTemplateEngine.from_environment(_jinja_env())

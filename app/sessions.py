@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
@@ -9,6 +11,7 @@ from litestar.types import Empty, Message, ScopeSession
 from litestar.utils.dataclass import extract_dataclass_items
 
 ROTATE_KEY = "_rotate"
+RAW_KEY = "_session_raw"
 
 
 class RotatingSessionBackend(ServerSideSessionBackend):
@@ -22,6 +25,8 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         cookie_params = dict(
             extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys())
         )
+        # A browser-session cookie: the server's store alone decides when inactivity ends the session.
+        cookie_params.pop("max_age", None)
         old_id = connection.cookies.get(self.config.key)
         if old_id == "null":
             old_id = None
@@ -39,16 +44,29 @@ class RotatingSessionBackend(ServerSideSessionBackend):
             return
 
         session_id = old_id
-        if scope_session.pop(ROTATE_KEY, False) or not session_id:
+        rotate = bool(scope_session.pop(ROTATE_KEY, False))
+        data = self.serialize_data(scope_session, connection.scope)
+        if not rotate and session_id and data == connection.scope.get(RAW_KEY):  # type: ignore[comparison-overlap]
+            # Unchanged: loading it already renewed its expiry, so one Redis round trip is saved.
+            return
+        if rotate or not session_id:
             if session_id:
                 await self.delete(session_id, store=store)
             session_id = self.generate_session_id()
-        await self.set(
-            session_id=session_id, data=self.serialize_data(scope_session, connection.scope), store=store
-        )
+        await self.set(session_id=session_id, data=data, store=store)
         headers.add(
             "Set-Cookie", Cookie(value=session_id, key=self.config.key, **cookie_params).to_header(header="")
         )
+
+    async def load_from_connection(self, connection: ASGIConnection) -> dict[str, Any]:
+        session_id = connection.cookies.get(self.config.key)
+        if session_id and session_id != "null":
+            store = self.config.get_store_from_app(connection.scope["app"])
+            data = await self.get(session_id, store=store)
+            if data is not None:
+                connection.scope[RAW_KEY] = data  # type: ignore[literal-required]
+                return self.deserialize_data(data)
+        return {}
 
 
 class RotatingSessionConfig(ServerSideSessionConfig):

@@ -4,6 +4,7 @@ from app.routes import auth, loans, pages
 
 ROUTES = [
     pages.home,
+    pages.health,
     pages.mylibrary,
     pages.holds_page,
     pages.search_page,

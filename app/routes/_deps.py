@@ -23,8 +23,13 @@ class PasswordChangeRequired(Exception):
     """The patron holds a temporary password and may only change it."""
 
 
-async def provide_db(state: State) -> AsyncIterator[AsyncSession]:
-    async with state.sessionmaker() as session:
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+async def provide_db(request: Request, state: State) -> AsyncIterator[AsyncSession]:
+    """GET pages never change state, so on SQLite they read inline (app/sqlite_inline.py)."""
+    maker = state.read_sessionmaker if request.method in SAFE_METHODS else state.sessionmaker
+    async with maker() as session:
         yield session
 
 

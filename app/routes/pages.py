@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Request, get
+from litestar import MediaType, Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.response import Redirect
@@ -74,3 +74,11 @@ async def search_page(
 @get("/favicon.ico", name="pages:favicon", include_in_schema=False)
 async def favicon() -> Redirect:
     return Redirect(path="/static/favicon.svg", status_code=301)
+
+
+@get(
+    "/healthz", name="health", media_type=MediaType.TEXT, opt={"skip_session": True}, include_in_schema=False
+)
+async def health() -> str:
+    """Liveness for load balancers, and the bare route the benchmarks compare pages with."""
+    return "ok"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,11 +59,11 @@ class SessionPatron:
         }
 
     @classmethod
-    def from_session(cls, data: dict[str, object]) -> SessionPatron:
+    def from_session(cls, data: dict[str, Any]) -> SessionPatron:
         return cls(
             int(data["pid"]),
             str(data["card"]),
-            str(data["name"]),  # type: ignore[call-overload]
+            str(data["name"]),
             str(data.get("name_en", "")),
             str(data["pw"]),
             dt.date.fromisoformat(str(data["exp"])),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
+from functools import cache
 
-from sqlalchemy import Select, and_, exists, select, update
+from sqlalchemy import Select, and_, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import N_
@@ -59,8 +60,13 @@ class RenewResult:
     reason: str | None  # why not, when not renewed
 
 
-def _base_query(patron_id: int) -> Select:
-    """One statement with everything the loans page shows and every renewal rule needs."""
+@cache
+def _base_query() -> Select:
+    """One statement with everything the loans page shows and every renewal rule needs.
+
+    Built once with a bound parameter: constructing the statement costs as much as running it.
+    """
+    patron_id = bindparam("patron_id")
     someone_waiting = exists().where(
         and_(Hold.bib_id == Item.bib_id, Hold.status == "waiting", Hold.patron_id != patron_id)
     )
@@ -85,6 +91,16 @@ def _base_query(patron_id: int) -> Select:
         .join(Branch, Branch.id == Loan.branch_id)
         .where(Loan.patron_id == patron_id, Loan.returned_on.is_(None))
     )
+
+
+@cache
+def _list_query() -> Select:
+    return _base_query().order_by(Loan.due_on, Loan.id)
+
+
+@cache
+def _one_query() -> Select:
+    return _base_query().where(Loan.id == bindparam("loan_id"))
 
 
 def renewal_refusal(
@@ -148,14 +164,14 @@ async def list_loans(
     session: AsyncSession, patron_id: int, *, today: dt.date, policy: Policy
 ) -> list[LoanView]:
     """The patron's open loans, overdue first, then by due date."""
-    rows = (await session.execute(_base_query(patron_id).order_by(Loan.due_on, Loan.id))).all()
+    rows = (await session.execute(_list_query(), {"patron_id": patron_id})).all()
     return [_view(row, policy, today) for row in rows]
 
 
 async def get_loan(
     session: AsyncSession, patron_id: int, loan_id: int, *, today: dt.date, policy: Policy
 ) -> LoanView:
-    row = (await session.execute(_base_query(patron_id).where(Loan.id == loan_id))).first()
+    row = (await session.execute(_one_query(), {"patron_id": patron_id, "loan_id": loan_id})).first()
     if row is None:
         raise LoanNotFound(loan_id)
     return _view(row, policy, today)

@@ -57,7 +57,7 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "VAR_DIR": str(tmp),
     }
     for command in ("migrate", "demo-data"):
-        subprocess.run([sys.executable, "-m", "app", command], env=env, cwd=ROOT, check=True)  # noqa: S603
+        subprocess.run([sys.executable, "-m", "app", command], env=env, cwd=ROOT, check=True)
     return path
 
 
@@ -82,7 +82,7 @@ def server(demo_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
     }
     log = tmp_path / "server.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--port", str(port)],
             env=env,
             stdout=out,
@@ -93,7 +93,7 @@ def server(demo_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
     deadline = time.monotonic() + 30
     while True:
         try:
-            urllib.request.urlopen(url + "/login", timeout=1)  # noqa: S310
+            urllib.request.urlopen(url + "/login", timeout=1)
             break
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:

@@ -130,3 +130,9 @@ async def test_static_files_are_cached_by_content_hash(client: AsyncTestClient) 
     css = await client.get("/static/app.css")
     assert css.status_code == 200 and "max-age=31536000" in css.headers["cache-control"]
     assert "set-cookie" not in css.headers or "session" not in css.headers["set-cookie"]
+
+
+async def test_health_route_is_plain_and_keeps_no_session(client: AsyncTestClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200 and response.text == "ok"
+    assert "session=" not in response.headers.get("set-cookie", "")

@@ -1,0 +1,1 @@
+"""Load benchmarks: they print figures, they are not tests (`python -m bench`)."""

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set everything up and run every test: lint, unit and route tests, then the browser tests.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh" --with-browser
+
+echo "==> ruff"
+ruff check app tests bench migrations
+ruff format --check app tests bench migrations
+echo "==> mypy (services)"
+mypy
+echo "==> unit and route tests"
+python -m pytest tests/unit -q -p no:cacheprovider
+echo "==> browser tests (Playwright, Debian's Chromium)"
+python -m pytest tests/browser -q -p no:cacheprovider
