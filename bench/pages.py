@@ -42,16 +42,30 @@ async def _add_bench_patron(database_url: str) -> int:
 
     today = clock.today()
     async with session_scope(database_url) as session:
-        patron = Patron(card_number=BENCH_CARD, card_expires_on=today + dt.timedelta(days=365), name="ベンチ 太郎",
-                        name_en="Bench Taro", password_hash=await hash_password(BENCH_PASSWORD),
-                        password_state="permanent")
+        patron = Patron(
+            card_number=BENCH_CARD,
+            card_expires_on=today + dt.timedelta(days=365),
+            name="ベンチ 太郎",
+            name_en="Bench Taro",
+            password_hash=await hash_password(BENCH_PASSWORD),
+            password_state="permanent",
+        )
         session.add(patron)
         await session.flush()
-        items = (await session.scalars(select(Item).where(Item.status == "on_shelf", Item.loanable).limit(10))).all()
+        items = (
+            await session.scalars(select(Item).where(Item.status == "on_shelf", Item.loanable).limit(10))
+        ).all()
         for item in items:
             item.status = "on_loan"
-            session.add(Loan(item_id=item.id, patron_id=patron.id, branch_id=item.branch_id,
-                             loaned_on=today - dt.timedelta(days=7), due_on=today + dt.timedelta(days=7)))
+            session.add(
+                Loan(
+                    item_id=item.id,
+                    patron_id=patron.id,
+                    branch_id=item.branch_id,
+                    loaned_on=today - dt.timedelta(days=7),
+                    due_on=today + dt.timedelta(days=7),
+                )
+            )
         await session.commit()
         return patron.id
 
@@ -61,15 +75,18 @@ def _login(base: str) -> tuple[str, str, int]:
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     page = opener.open(base + "/login").read().decode()
     token = re.search(r'name="_csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-    body = urllib.parse.urlencode({"_csrf_token": token, "card_number": BENCH_CARD, "password": BENCH_PASSWORD,
-                                   "next": "/loans"}).encode()
+    body = urllib.parse.urlencode(
+        {"_csrf_token": token, "card_number": BENCH_CARD, "password": BENCH_PASSWORD, "next": "/loans"}
+    ).encode()
     loans = opener.open(base + "/login", data=body).read().decode()
     loan_id = int(re.search(r'action="/loans/(\d+)/renew"', loans).group(1))  # type: ignore[union-attr]
     cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
     return cookie, token, loan_id
 
 
-def _wrk(url: str, seconds: int, connections: int, headers: dict[str, str], post: bool = False) -> dict[str, float]:
+def _wrk(
+    url: str, seconds: int, connections: int, headers: dict[str, str], post: bool = False
+) -> dict[str, float]:
     cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for key, value in headers.items():
         cmd += ["-H", f"{key}: {value}"]
@@ -89,7 +106,12 @@ def _wrk(url: str, seconds: int, connections: int, headers: dict[str, str], post
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": latency("50%"), "p99": latency("99%"), "errors": float(non2xx.group(1)) if non2xx else 0}
+    return {
+        "rps": rps,
+        "p50": latency("50%"),
+        "p99": latency("99%"),
+        "errors": float(non2xx.group(1)) if non2xx else 0,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,19 +121,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
-            print(f"{tool} is missing: apt-get install -y {'wrk' if tool == 'wrk' else 'util-linux'}", file=sys.stderr)
+            print(
+                f"{tool} is missing: apt-get install -y {'wrk' if tool == 'wrk' else 'util-linux'}",
+                file=sys.stderr,
+            )
             return 2
     tmp = Path(tempfile.mkdtemp(prefix="mylib-bench-"))
     url = f"sqlite+aiosqlite:///{tmp / 'bench.sqlite3'}"
-    env = {**os.environ, "APP_ENV": "test", "DATABASE_URL": url, "VAR_DIR": str(tmp),
-           "REDIS_NAMESPACE": f"bench-{os.getpid()}", "SECRET_KEY": "k" * 48}
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "DATABASE_URL": url,
+        "VAR_DIR": str(tmp),
+        "REDIS_NAMESPACE": f"bench-{os.getpid()}",
+        "SECRET_KEY": "k" * 48,
+    }
     _run([sys.executable, "-m", "app", "migrate"], env)
     _run([sys.executable, "-m", "app", "demo-data"], env)
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "VAR_DIR")})
     asyncio.run(_add_bench_patron(url))
     port = 8900 + os.getpid() % 90
-    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "app", "serve", "--port", str(port)],
-                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "app", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -124,21 +160,40 @@ def main(argv: list[str] | None = None) -> int:
         auth = {"Cookie": cookie}
         rows = [
             ("bare route /healthz", _wrk(base + "/healthz", args.seconds, args.connections, {})),
-            ("/login (template page, no database)", _wrk(base + "/login", args.seconds, args.connections, {})),
+            (
+                "/login (template page, no database)",
+                _wrk(base + "/login", args.seconds, args.connections, {}),
+            ),
             ("/loans (10 loans)", _wrk(base + "/loans", args.seconds, args.connections, auth)),
-            ("renew fragment (htmx POST)", _wrk(base + f"/loans/{loan_id}/renew", args.seconds, args.connections,
-                                               {**auth, "HX-Request": "true", "x-csrftoken": token}, post=True)),
+            (
+                "renew fragment (htmx POST)",
+                _wrk(
+                    base + f"/loans/{loan_id}/renew",
+                    args.seconds,
+                    args.connections,
+                    {**auth, "HX-Request": "true", "x-csrftoken": token},
+                    post=True,
+                ),
+            ),
         ]
     finally:
         server.terminate()
         server.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
     bare = rows[0][1]["rps"]
-    print(f"\nserver: uvicorn+uvloop, 1 process on core 0; load: wrk -t1 -c{args.connections} -d{args.seconds}s on core 1")
-    print(f"| route | req/s | p50 ms | p99 ms | ratio to bare | non-2xx |")
+    print(
+        "\nserver: uvicorn+uvloop, 1 process on core 0; "
+        f"load: wrk -t1 -c{args.connections} -d{args.seconds}s on core 1"
+    )
+    print("| route | req/s | p50 ms | p99 ms | ratio to bare | non-2xx |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, r in rows:
-        print(f"| {name} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['rps'] / bare:.0%} | {r['errors']:.0f} |")
-    print("\nThe renew fragment renews once, then answers 'already renewed' for the same loan: it measures the"
-          " read, the rule check and the fragment render on every request, and the UPDATE once.")
+        print(
+            f"| {name} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} "
+            f"| {r['rps'] / bare:.0%} | {r['errors']:.0f} |"
+        )
+    print(
+        "\nThe renew fragment renews once, then answers 'already renewed' for the same loan: it measures the"
+        " read, the rule check and the fragment render on every request, and the UPDATE once."
+    )
     return 0

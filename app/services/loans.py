@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from functools import cache
 
-from sqlalchemy import Select, and_, bindparam, exists, select, update
+from sqlalchemy import BindParameter, Select, and_, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import N_
@@ -66,7 +66,7 @@ def _base_query() -> Select:
 
     Built once with a bound parameter: constructing the statement costs as much as running it.
     """
-    patron_id = bindparam("patron_id")
+    patron_id: BindParameter[int] = bindparam("patron_id")
     someone_waiting = exists().where(
         and_(Hold.bib_id == Item.bib_id, Hold.status == "waiting", Hold.patron_id != patron_id)
     )
