@@ -241,3 +241,14 @@ async def test_session_cookie_flags(client: AsyncTestClient) -> None:
     response = await login(client)
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie
+
+
+async def test_inactivity_timeout_comes_from_the_policy(client: AsyncTestClient, settings) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    from tests.support import REDIS_URL
+
+    await login(client)
+    key = f"{settings.redis_namespace}:sessions:{client.cookies.get('session')}"
+    ttl = redis.Redis.from_url(REDIS_URL).ttl(key)
+    assert 3500 < ttl <= 3600  # default policy: 60 minutes of inactivity
