@@ -24,6 +24,7 @@ from app.models import (
     Series,
     StaffUser,
 )
+from app.services.catalog import reindex_bibs
 from app.services.passwords import hash_password
 
 BRANCHES = [
@@ -263,6 +264,8 @@ async def load_demo(session: AsyncSession, today: dt.date) -> dict[str, int]:
     branches = await _branches(session, today)
     bibs = await _catalogue(session, branches, today)
     await _patrons(session, branches, bibs, today)
+    unindexed = (await session.scalars(select(Bib.id).where(Bib.search_key.is_(None)))).all()
+    await reindex_bibs(session, list(unindexed))
     await session.commit()
     return {"branches": len(branches), "bibs": len(bibs)}
 

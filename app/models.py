@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -154,12 +155,16 @@ class Bib(Base):
     loanable: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id"), index=True)
     series_volume: Mapped[int | None] = mapped_column(Integer)
+    search_key: Mapped[int | None] = mapped_column(BigInteger)  # rowid in bib_fts (SQLite)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
 
 
 class Item(Base):
     __tablename__ = "items"
-    __table_args__ = (CheckConstraint(f"status IN ({_in(ITEM_STATUSES)})", name="status"),)
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(ITEM_STATUSES)})", name="status"),
+        Index("ix_items_bib_status", "bib_id", "status"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     barcode: Mapped[str] = mapped_column(String(30), unique=True)
     bib_id: Mapped[int] = mapped_column(ForeignKey("bibs.id"), index=True)
@@ -203,6 +208,15 @@ class Hold(Base):
         CheckConstraint(f"contact IN ({_in(CONTACTS)})", name="contact"),
         Index("ix_holds_bib_queue", "bib_id", "status", "placed_at"),
         Index("ix_holds_patron_status", "patron_id", "status"),
+        # One active hold per patron and bib (spec 4: no duplicate hold, from any channel).
+        Index(
+            "uq_holds_active_patron_bib",
+            "patron_id",
+            "bib_id",
+            unique=True,
+            sqlite_where=text("status IN ('waiting', 'in_transit', 'ready')"),
+            postgresql_where=text("status IN ('waiting', 'in_transit', 'ready')"),
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     patron_id: Mapped[int] = mapped_column(ForeignKey("patrons.id"))

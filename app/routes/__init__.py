@@ -1,13 +1,11 @@
 """Every route handler, gathered for create_app()."""
 
-from app.routes import auth, loans, pages
+from app.routes import auth, cart, catalog, holds, loans, pages
 
 ROUTES = [
     pages.home,
     pages.health,
     pages.mylibrary,
-    pages.holds_page,
-    pages.search_page,
     pages.favicon,
     auth.login_page,
     auth.login,
@@ -17,4 +15,21 @@ ROUTES = [
     loans.loans_page,
     loans.renew,
     loans.renew_all,
+    catalog.search_page,
+    catalog.detail_page,
+    cart.add,
+    cart.remove,
+    cart.cart_page,
+    cart.cart_link,
+    holds.confirm,
+    holds.order,
+    holds.place,
+    holds.placed_page,
+    holds.holds_page,
+    holds.cancel_confirm,
+    holds.cancel,
+    holds.change_pickup,
+    holds.change_contact,
+    holds.suspend,
+    holds.resume,
 ]

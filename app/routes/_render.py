@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from jinja2_fragments.litestar import HTMXBlockTemplate
 from litestar import Request
@@ -48,6 +48,7 @@ def base_context(request: Request) -> dict[str, Any]:
     # Routing errors (404, 405) are answered before the session middleware runs.
     session = request.session if "session" in request.scope else {}
     messages = session.pop("flash", []) if session else []
+    cart_count = len(session.get("cart", [])) if session else 0
     return {
         "lang": lang,
         "text_size": request.state.get("text_size", "normal"),
@@ -60,6 +61,8 @@ def base_context(request: Request) -> dict[str, Any]:
         "fmt_date": format_date,
         "switch_url": lambda **p: switch_url(request, **p),
         "current_path": request.url.path,
+        "current_url": page_url(request),
+        "cart_count": cart_count,
         "translate": gettext,
     }
 
@@ -91,6 +94,15 @@ def render(
 def redirect(path: str) -> Redirect:
     """303 See Other: the browser follows with a GET, so a reload never re-posts."""
     return Redirect(path=path, status_code=303)
+
+
+def page_url(request: Request) -> str:
+    """The page the user is on: htmx's HX-Current-URL, else this request's own path and query."""
+    current = request.headers.get("hx-current-url")
+    if current:
+        parts = urlsplit(current)
+        return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""), "/")
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
 
 
 def safe_next(value: str | None, default: str = "/mylibrary") -> str:

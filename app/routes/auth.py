@@ -67,7 +67,9 @@ async def login(
         )
     await accounts.record_language(db, patron.id, get_language())
     # A new session id at log-in: whatever id the browser came with is discarded.
-    request.set_session({ROTATE_KEY: True, **patron.session_data})
+    # The cart a guest filled comes along into the new session.
+    cart = request.session.get("cart", [])
+    request.set_session({ROTATE_KEY: True, **patron.session_data, "cart": cart})
     if patron.password_state == "temporary":
         return redirect(request.app.route_reverse("account:password"))
     return redirect(target)

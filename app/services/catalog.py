@@ -1,17 +1,119 @@
-"""Catalogue look-ups. Search stays behind search() so its index can change without touching pages."""
+"""The catalogue: search, the detail page's data, and keeping the search index in step with bibs.
+
+Search stays behind search(): on SQLite it uses the FTS5 table `bib_fts` (see search_text.py
+for how Japanese is indexed); on other databases a LIKE fallback keeps the app working until
+the PostgreSQL index lands. Index rows use rowid = pub_year << 32 | bib id, so "newest first"
+is the index's own order and needs no sort; relevance ranks the 2 000 newest matches by bm25,
+which keeps a common two-character query fast at a million titles (docs/performance-notes.md).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Connection, and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Bib
+from app.i18n import N_
+from app.models import MATERIAL_TYPES, Bib, Branch, Hold, Item, Loan, Series
+from app.services.search_text import bigram_text, char_text, term_expression
 
 PAGE_SIZE = 20
+MAX_PAGE = 500
 MAX_QUERY = 200
+RANK_CANDIDATES = 2000
+COUNT_CAP = 10_000
+SORTS = ("relevance", "newest")
+LOW32 = 0xFFFFFFFF
+
+MATERIAL_LABELS = {
+    "book": N_("Book"),
+    "magazine": N_("Magazine"),
+    "audiovisual": N_("Audio-visual"),
+    "serial": N_("Serial"),
+    "other": N_("Other"),
+}
+
+
+class SearchError(ValueError):
+    """A search parameter is out of range; `field` names it for the form."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+SEARCH_MESSAGES = {
+    "year": N_("Years are four digits, like 2020, and the first must not be after the second."),
+    "isbn": N_("An ISBN has 10 or 13 digits (hyphens allowed)."),
+    "sort": N_("Unknown sort order."),
+    "material_type": N_("Unknown material type."),
+    "branch": N_("Unknown library."),
+    "page": N_("That page does not exist."),
+}
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    q: str = ""
+    title: str = ""
+    author: str = ""
+    publisher: str = ""
+    subject: str = ""
+    isbn: str = ""
+    year_from: int | None = None
+    year_to: int | None = None
+    material_type: str = ""
+    branch_id: int | None = None
+    sort: str = "relevance"
+    page: int = 1
+
+    @property
+    def is_empty(self) -> bool:
+        return not any(
+            (
+                self.q,
+                self.title,
+                self.author,
+                self.publisher,
+                self.subject,
+                self.isbn,
+                self.year_from,
+                self.year_to,
+                self.material_type,
+                self.branch_id,
+            )
+        )
+
+    @property
+    def is_advanced(self) -> bool:
+        return any(
+            (
+                self.title,
+                self.author,
+                self.publisher,
+                self.subject,
+                self.isbn,
+                self.year_from,
+                self.year_to,
+                self.material_type,
+                self.branch_id,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Availability:
+    items: int
+    loanable_items: int
+    on_shelf: int
+    shelf_branches: int
+    waiting: int
 
 
 @dataclass(frozen=True)
@@ -21,33 +123,265 @@ class SearchHit:
     authors: str
     publisher: str
     pub_year: int | None
+    material_type: str
     loanable: bool
+    series_volume: int | None
+    availability: Availability
 
 
 @dataclass(frozen=True)
 class SearchPage:
-    query: str
+    params: SearchParams
     hits: list[SearchHit]
     total: int
-    page: int
+    total_capped: bool
+
+    @property
+    def page(self) -> int:
+        return self.params.page
 
     @property
     def pages(self) -> int:
-        return max(1, -(-self.total // PAGE_SIZE))
+        return max(1, min(MAX_PAGE, -(-self.total // PAGE_SIZE)))
+
+    @property
+    def query(self) -> str:
+        return self.params.q
 
 
-def normalize_query(text: str) -> str:
-    """NFKC folds full-width letters and digits; the query is capped so it cannot be abused."""
-    return " ".join(unicodedata.normalize("NFKC", text).split())[:MAX_QUERY]
+def clean_text(value: str | None, limit: int = MAX_QUERY) -> str:
+    """NFKC and single spaces; capped so a 10 000-character query costs nothing."""
+    return " ".join(unicodedata.normalize("NFKC", value or "")[: limit * 2].split())[:limit]
 
 
-async def search(session: AsyncSession, text: str, *, page: int = 1) -> SearchPage:
-    """Substring search over title, reading and authors (the full-text index comes with issue 3)."""
-    query = normalize_query(text)
-    if not query:
-        return SearchPage(query, [], 0, 1)
+def normalize_isbn(value: str) -> str | None:
+    digits = re.sub(r"[\s-]", "", unicodedata.normalize("NFKC", value)).upper()
+    return digits if re.fullmatch(r"\d{13}|\d{9}[\dX]", digits) else None
+
+
+def _year(value: str | None) -> int | None:
+    if value is None or not value.strip():
+        return None
+    text_value = unicodedata.normalize("NFKC", value).strip()
+    if not re.fullmatch(r"\d{4}", text_value):
+        raise SearchError("year", SEARCH_MESSAGES["year"])
+    return int(text_value)
+
+
+def parse_params(raw: dict[str, str], branch_ids: Iterable[int]) -> SearchParams:
+    """Turn query-string values into SearchParams, or raise SearchError naming the bad one."""
+    sort = raw.get("sort") or "relevance"
+    if sort not in SORTS:
+        raise SearchError("sort", SEARCH_MESSAGES["sort"])
+    material = raw.get("material_type") or ""
+    if material and material not in MATERIAL_TYPES:
+        raise SearchError("material_type", SEARCH_MESSAGES["material_type"])
+    branch_raw = unicodedata.normalize("NFKC", raw.get("branch") or "").strip()
+    branch_id = None
+    if branch_raw:
+        if not branch_raw.isdigit() or int(branch_raw) not in set(branch_ids):
+            raise SearchError("branch", SEARCH_MESSAGES["branch"])
+        branch_id = int(branch_raw)
+    page_raw = unicodedata.normalize("NFKC", raw.get("page") or "1").strip()
+    if not page_raw.isdigit() or not 1 <= int(page_raw) <= MAX_PAGE:
+        raise SearchError("page", SEARCH_MESSAGES["page"])
+    year_from, year_to = _year(raw.get("year_from")), _year(raw.get("year_to"))
+    if year_from and year_to and year_from > year_to:
+        raise SearchError("year", SEARCH_MESSAGES["year"])
+    isbn = clean_text(raw.get("isbn"), 20)
+    if isbn and normalize_isbn(isbn) is None:
+        raise SearchError("isbn", SEARCH_MESSAGES["isbn"])
+    return SearchParams(
+        q=clean_text(raw.get("q")),
+        title=clean_text(raw.get("title")),
+        author=clean_text(raw.get("author")),
+        publisher=clean_text(raw.get("publisher")),
+        subject=clean_text(raw.get("subject")),
+        isbn=isbn,
+        year_from=year_from,
+        year_to=year_to,
+        material_type=material,
+        branch_id=branch_id,
+        sort=sort,
+        page=int(page_raw),
+    )
+
+
+# ---------------------------------------------------------------- index maintenance
+
+
+def search_key(pub_year: int | None, bib_id: int) -> int:
+    return (max(0, min(pub_year or 0, 9999)) << 32) | bib_id
+
+
+def _index_values(row: dict) -> dict:  # type: ignore[type-arg]
+    title_fields = (
+        row["title"],
+        row["title_reading"],
+        row["series_title"] or "",
+        row["series_reading"] or "",
+    )
+    author_fields = (row["authors"], row["authors_reading"])
+    return {
+        "rowid": search_key(row["pub_year"], row["id"]),
+        "title": bigram_text(*title_fields),
+        "author": bigram_text(*author_fields),
+        "publisher": bigram_text(row["publisher"]),
+        "subject": bigram_text(row["subjects"], row["isbn"] or ""),
+        "chars": char_text(*title_fields, *author_fields, row["publisher"], row["subjects"]),
+    }
+
+
+_INDEX_SOURCE = """
+SELECT b.id, b.title, b.title_reading, b.authors, b.authors_reading, b.publisher, b.subjects, b.isbn,
+       b.pub_year, b.search_key, s.title AS series_title, s.title_reading AS series_reading
+FROM bibs b LEFT JOIN series s ON s.id = b.series_id
+"""
+_INSERT = (
+    "INSERT INTO bib_fts(rowid, title, author, publisher, subject, chars) "
+    "VALUES (:rowid, :title, :author, :publisher, :subject, :chars)"
+)
+
+
+def _write_index(conn: Connection, rows: Sequence[dict]) -> None:  # type: ignore[type-arg]
+    stale = [{"k": r["search_key"]} for r in rows if r["search_key"] is not None]
+    if stale:
+        conn.execute(text("DELETE FROM bib_fts WHERE rowid = :k"), stale)
+    values = [_index_values(r) for r in rows]
+    if values:
+        conn.execute(text(_INSERT), values)
+        conn.execute(
+            text("UPDATE bibs SET search_key = :rowid WHERE id = :id"),
+            [{"rowid": v["rowid"], "id": r["id"]} for v, r in zip(values, rows, strict=True)],
+        )
+
+
+def reindex_all_sync(conn: Connection, batch: int = 5000) -> int:
+    """Rebuild the whole index (migrations, `python -m app reindex`)."""
+    if conn.dialect.name != "sqlite":
+        return 0
+    conn.execute(text("DELETE FROM bib_fts"))
+    conn.execute(text("UPDATE bibs SET search_key = NULL"))
+    last, total = 0, 0
+    while True:
+        rows = [
+            dict(r._mapping)
+            for r in conn.execute(
+                text(_INDEX_SOURCE + " WHERE b.id > :last ORDER BY b.id LIMIT :n"), {"last": last, "n": batch}
+            )
+        ]
+        if not rows:
+            return total
+        _write_index(conn, rows)
+        last, total = rows[-1]["id"], total + len(rows)
+
+
+async def reindex_bibs(session: AsyncSession, bib_ids: Sequence[int]) -> None:
+    """Bring these bibs' index rows in step with the bibs table (call after inserts or updates)."""
+    if not bib_ids or session.bind.dialect.name != "sqlite":
+        return
+    for start in range(0, len(bib_ids), 500):
+        chunk = list(bib_ids[start : start + 500])
+        result = await session.execute(
+            text(_INDEX_SOURCE + " WHERE b.id IN (" + ",".join(str(int(i)) for i in chunk) + ")")
+        )
+        rows = [dict(r._mapping) for r in result]
+        await session.run_sync(lambda s, rows=rows: _write_index(s.connection(), rows))
+
+
+# ---------------------------------------------------------------- search
+
+
+def _match_expression(params: SearchParams) -> str | None:
+    parts = [term_expression(params.q).expression]
+    for column, value in (
+        ("title", params.title),
+        ("author", params.author),
+        ("publisher", params.publisher),
+        ("subject", params.subject),
+    ):
+        if value:
+            expression = term_expression(value, column).expression
+            if expression is None:
+                return "\x00nothing"  # a field was filled but holds nothing searchable: no results
+            parts.append(expression)
+    found = [p for p in parts if p]
+    return " AND ".join(f"({p})" for p in found) if found else None
+
+
+def _filters(params: SearchParams, key: str) -> tuple[list[str], dict[str, object]]:
+    clauses: list[str] = []
+    binds: dict[str, object] = {}
+    if params.year_from:
+        clauses.append(f"{key} >= :kmin")
+        binds["kmin"] = params.year_from << 32
+    if params.year_to:
+        clauses.append(f"{key} <= :kmax")
+        binds["kmax"] = (params.year_to << 32) | LOW32
+    bib_conditions: list[str] = []
+    if params.material_type:
+        bib_conditions.append("b.material_type = :material")
+        binds["material"] = params.material_type
+    isbn = normalize_isbn(params.isbn) if params.isbn else None
+    if isbn:
+        bib_conditions.append("b.isbn = :isbn")
+        binds["isbn"] = isbn
+    if bib_conditions:
+        clauses.append(f"({key} & {LOW32}) IN (SELECT b.id FROM bibs b WHERE {' AND '.join(bib_conditions)})")
+    if params.branch_id:
+        clauses.append(
+            f"({key} & {LOW32}) IN (SELECT i.bib_id FROM items i WHERE i.status = 'on_shelf' AND i.loanable "
+            "AND coalesce(i.location_branch_id, i.branch_id) = :branch)"
+        )
+        binds["branch"] = params.branch_id
+    return clauses, binds
+
+
+async def search(session: AsyncSession, params: SearchParams) -> SearchPage:
+    """One page of results with availability; the only entry point pages use."""
+    if params.is_empty:
+        return SearchPage(params, [], 0, False)
+    if session.bind.dialect.name != "sqlite":
+        return await _search_like(session, params)
+    match = _match_expression(params)
+    if match == "\x00nothing":
+        return SearchPage(params, [], 0, False)
+    if match is None and not params.is_advanced:
+        return SearchPage(params, [], 0, False)
+    offset = (params.page - 1) * PAGE_SIZE
+    if match is not None:
+        clauses, binds = _filters(params, "rowid")
+        where = " AND ".join(["bib_fts MATCH :match", *clauses])
+        binds["match"] = match
+        base = f"SELECT rowid AS k FROM bib_fts WHERE {where}"
+        if params.sort == "relevance":
+            page_sql = (
+                "SELECT k FROM (SELECT rowid AS k, bm25(bib_fts, 10.0, 5.0, 1.0, 2.0, 0.5) AS score "
+                "FROM bib_fts "
+                f"WHERE {where} ORDER BY rowid DESC LIMIT {RANK_CANDIDATES}) ORDER BY score, k DESC "
+                "LIMIT :limit OFFSET :offset"
+            )
+        else:
+            page_sql = f"{base} ORDER BY rowid DESC LIMIT :limit OFFSET :offset"
+    else:
+        clauses, binds = _filters(params, "k")
+        inner = "SELECT ((coalesce(pub_year, 0) << 32) | id) AS k FROM bibs"
+        base = f"SELECT k FROM ({inner}) WHERE {' AND '.join(clauses)}"
+        page_sql = f"{base} ORDER BY k DESC LIMIT :limit OFFSET :offset"
+    counted = await session.scalar(text(f"SELECT count(*) FROM ({base} LIMIT {COUNT_CAP + 1})"), binds) or 0
+    keys = (
+        (await session.execute(text(page_sql), {**binds, "limit": PAGE_SIZE, "offset": offset}))
+        .scalars()
+        .all()
+    )
+    hits = await _hits(session, [int(k) & LOW32 for k in keys])
+    return SearchPage(params, hits, min(counted, COUNT_CAP), counted > COUNT_CAP)
+
+
+async def _search_like(session: AsyncSession, params: SearchParams) -> SearchPage:
+    """Portable fallback for databases without the FTS index (substring match on title and authors)."""
     conditions = []
-    for word in query.split(" ")[:8]:
+    for word in (params.q + " " + params.title + " " + params.author).split()[:8]:
         pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         conditions.append(
             or_(
@@ -56,14 +390,156 @@ async def search(session: AsyncSession, text: str, *, page: int = 1) -> SearchPa
                 Bib.authors.ilike(pattern, escape="\\"),
             )
         )
-    where = and_(*conditions)
-    page = max(1, min(page, 500))
+    if params.material_type:
+        conditions.append(Bib.material_type == params.material_type)
+    if params.year_from:
+        conditions.append(Bib.pub_year >= params.year_from)
+    if params.year_to:
+        conditions.append(Bib.pub_year <= params.year_to)
+    if params.isbn and normalize_isbn(params.isbn):
+        conditions.append(Bib.isbn == normalize_isbn(params.isbn))
+    where = and_(*conditions) if conditions else and_(True)
     total = await session.scalar(select(func.count()).select_from(Bib).where(where)) or 0
-    rows = await session.execute(
-        select(Bib.id, Bib.title, Bib.authors, Bib.publisher, Bib.pub_year, Bib.loanable)
-        .where(where)
-        .order_by(Bib.title_reading, Bib.id)
-        .limit(PAGE_SIZE)
-        .offset((page - 1) * PAGE_SIZE)
+    ids = (
+        await session.scalars(
+            select(Bib.id)
+            .where(where)
+            .order_by(Bib.pub_year.desc().nulls_last(), Bib.id.desc())
+            .limit(PAGE_SIZE)
+            .offset((params.page - 1) * PAGE_SIZE)
+        )
+    ).all()
+    return SearchPage(params, await _hits(session, list(ids)), total, False)
+
+
+_HITS_SQL = """
+SELECT b.id, b.title, b.authors, b.publisher, b.pub_year, b.material_type, b.loanable, b.series_volume,
+  (SELECT count(*) FROM items i WHERE i.bib_id = b.id) AS items,
+  (SELECT count(*) FROM items i WHERE i.bib_id = b.id AND i.loanable) AS loanable_items,
+  (SELECT count(*) FROM items i WHERE i.bib_id = b.id AND i.loanable AND i.status = 'on_shelf') AS on_shelf,
+  (SELECT count(DISTINCT coalesce(i.location_branch_id, i.branch_id)) FROM items i
+     WHERE i.bib_id = b.id AND i.loanable AND i.status = 'on_shelf') AS shelf_branches,
+  (SELECT count(*) FROM holds h WHERE h.bib_id = b.id AND h.status = 'waiting') AS waiting
+FROM bibs b WHERE b.id IN ({ids})
+"""
+
+
+async def _hits(session: AsyncSession, ids: list[int]) -> list[SearchHit]:
+    """The page's bibs with their availability, in the order given: one statement."""
+    if not ids:
+        return []
+    rows = (await session.execute(text(_HITS_SQL.format(ids=",".join(str(int(i)) for i in ids))))).all()
+    by_id = {
+        r.id: SearchHit(
+            r.id,
+            r.title,
+            r.authors,
+            r.publisher,
+            r.pub_year,
+            r.material_type,
+            bool(r.loanable),
+            r.series_volume,
+            Availability(r.items, r.loanable_items, r.on_shelf, r.shelf_branches, r.waiting),
+        )
+        for r in rows
+    }
+    return [by_id[i] for i in ids if i in by_id]
+
+
+# ---------------------------------------------------------------- detail
+
+
+@dataclass(frozen=True)
+class Holding:
+    barcode: str
+    branch_id: int
+    branch_ja: str
+    branch_en: str
+    shelfmark: str
+    status: str  # on_shelf / on_loan / on_hold_shelf / in_transit / missing
+    due_on: dt.date | None
+    loanable: bool
+
+
+@dataclass(frozen=True)
+class SeriesVolume:
+    id: int
+    title: str
+    volume: int | None
+
+
+@dataclass
+class BibDetail:
+    bib: Bib
+    series_title: str | None
+    volumes: list[SeriesVolume] = field(default_factory=list)
+    holdings: list[Holding] = field(default_factory=list)
+    waiting: int = 0
+
+    @property
+    def reservable(self) -> bool:
+        return self.bib.loanable and any(h.loanable for h in self.holdings)
+
+
+class BibNotFound(LookupError):
+    """No bib with that id."""
+
+
+async def get_detail(session: AsyncSession, bib_id: int) -> BibDetail:
+    row = (
+        await session.execute(
+            select(Bib, Series.title).outerjoin(Series, Series.id == Bib.series_id).where(Bib.id == bib_id)
+        )
+    ).first()
+    if row is None:
+        raise BibNotFound(bib_id)
+    bib, series_title = row
+    detail = BibDetail(bib, series_title)
+    if bib.series_id is not None:
+        detail.volumes = [
+            SeriesVolume(*r)
+            for r in await session.execute(
+                select(Bib.id, Bib.title, Bib.series_volume)
+                .where(Bib.series_id == bib.series_id)
+                .order_by(Bib.series_volume, Bib.id)
+            )
+        ]
+    holdings = await session.execute(
+        select(
+            Item.barcode,
+            Item.branch_id,
+            Branch.name_ja,
+            Branch.name_en,
+            Item.shelfmark,
+            Item.status,
+            Loan.due_on,
+            Item.loanable,
+            select(func.count())
+            .where(and_(Hold.bib_id == bib_id, Hold.status == "waiting"))
+            .scalar_subquery()
+            .label("waiting"),
+        )
+        .join(Branch, Branch.id == func.coalesce(Item.location_branch_id, Item.branch_id))
+        .outerjoin(Loan, and_(Loan.item_id == Item.id, Loan.returned_on.is_(None)))
+        .where(Item.bib_id == bib_id)
+        .order_by(Branch.id, Item.barcode)
     )
-    return SearchPage(query, [SearchHit(*row) for row in rows], total, page)
+    for r in holdings:
+        detail.holdings.append(
+            Holding(
+                r.barcode,
+                r.branch_id,
+                r.name_ja,
+                r.name_en,
+                r.shelfmark,
+                r.status,
+                r.due_on,
+                bool(r.loanable),
+            )
+        )
+        detail.waiting = r.waiting
+    return detail
+
+
+async def branches(session: AsyncSession) -> list[Branch]:
+    return list((await session.scalars(select(Branch).order_by(Branch.id))).all())

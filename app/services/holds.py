@@ -1,17 +1,23 @@
-"""Holds (予約) as the patron sees them; placing and allocation come with the catalogue and counter."""
+"""Holds (予約): placing them (one by one or as an ordered series), the patron's changes, and the
+one function allocation asks which waiting hold gets a returned item next.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.i18n import N_
-from app.models import ACTIVE_HOLD_STATUSES, Bib, Branch, Hold
+from app.models import ACTIVE_HOLD_STATUSES, Bib, Branch, Email, Hold, Item, Loan, Patron, PickupLocation
 from app.policy import Policy
+from app.services import notices
 
 STATUS_LABELS = {
     "waiting": N_("Waiting"),
@@ -22,6 +28,76 @@ STATUS_LABELS = {
 }
 CONTACT_LABELS = {"email": N_("Email"), "phone": N_("Phone"), "none": N_("No contact")}
 
+REFUSAL_MESSAGES = {
+    "expired_card": N_("Your library card has expired. Please renew it at the counter."),
+    "overdue": N_("You have overdue items. Please return them before reserving."),
+    "no_email": N_("Please register and confirm an email address before reserving."),
+    "limit": N_("You already have the most holds allowed (%(limit)s)."),
+    "duplicate": N_("You have already reserved this title."),
+    "not_reservable": N_("This title cannot be reserved"),
+    "not_found": N_("This title is no longer in the catalogue."),
+}
+FORM_MESSAGES = {
+    "nothing": N_("Please tick at least one title."),
+    "pickup": N_("Please choose a pickup library from the list."),
+    "location": N_("Please choose a pickup location at that library."),
+    "contact": N_("Please choose a contact method from the list."),
+    "email": N_("Please choose one of your confirmed email addresses."),
+    "order": N_("Please number the volumes 1, 2, 3… without gaps or repeats."),
+    "date": N_("Please give a date after today and within one year (YYYY-MM-DD)."),
+    "not_waiting": N_(
+        "This hold is already being prepared or is ready, so it cannot be changed here. "
+        "Please call or visit the library."
+    ),
+}
+MAX_SUSPEND_DAYS = 365
+
+
+class HoldFormError(ValueError):
+    """The holds form holds a value we cannot accept; `reason` keys FORM_MESSAGES."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class HoldNotFound(LookupError):
+    """No hold with that id belongs to this patron."""
+
+
+@dataclass(frozen=True)
+class PickupChoice:
+    branch_id: int
+    name_ja: str
+    name_en: str
+    locations: tuple[tuple[int, str, str], ...]
+
+
+@dataclass(frozen=True)
+class ContactChoices:
+    methods: tuple[str, ...]
+    emails: tuple[tuple[int, str, bool], ...]  # id, address, default
+
+
+@dataclass(frozen=True)
+class HoldRequest:
+    """What the patron chose on the holds form, checked against the database."""
+
+    pickup_branch_id: int
+    pickup_location_id: int | None
+    contact: str
+    email_id: int | None
+
+
+@dataclass(frozen=True)
+class PlaceResult:
+    bib_id: int
+    title: str
+    placed: bool
+    reason: str | None = None
+    hold_id: int | None = None
+    position: int | None = None
+
 
 @dataclass(frozen=True)
 class HoldView:
@@ -30,19 +106,272 @@ class HoldView:
     title: str
     status: str
     placed_at: dt.datetime
+    pickup_branch_id: int
+    pickup_location_id: int | None
     pickup_ja: str
     pickup_en: str
     contact: str
+    email_id: int | None
     queue_position: int | None
+    estimated_days: int | None
     shelf_until: dt.date | None
     suspended_until: dt.date | None
     cancelled_at: dt.datetime | None
+    series_group: str | None
+    series_position: int | None
+
+    @property
+    def changeable(self) -> bool:
+        return self.status == "waiting"
+
+
+@dataclass
+class Blocks:
+    """Why this patron may not place holds at all (empty when they may)."""
+
+    reasons: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- the form's choices
+
+
+async def pickup_choices(session: AsyncSession) -> list[PickupChoice]:
+    rows = (
+        await session.execute(
+            select(
+                Branch.id,
+                Branch.name_ja,
+                Branch.name_en,
+                PickupLocation.id,
+                PickupLocation.name_ja,
+                PickupLocation.name_en,
+            )
+            .outerjoin(PickupLocation, PickupLocation.branch_id == Branch.id)
+            .where(Branch.is_pickup_point)
+            .order_by(Branch.id, PickupLocation.id)
+        )
+    ).all()
+    choices: dict[int, PickupChoice] = {}
+    for bid, ja, en, lid, lja, len_ in rows:
+        current = choices.get(bid) or PickupChoice(bid, ja, en, ())
+        if lid is not None:
+            current = PickupChoice(bid, ja, en, (*current.locations, (lid, lja, len_)))
+        choices[bid] = current
+    return list(choices.values())
+
+
+async def contact_choices(session: AsyncSession, patron_id: int, policy: Policy) -> ContactChoices:
+    emails = (
+        await session.execute(
+            select(Email.id, Email.address, Email.is_default)
+            .where(Email.patron_id == patron_id, Email.confirmed_at.is_not(None))
+            .order_by(Email.is_default.desc(), Email.id)
+        )
+    ).all()
+    return ContactChoices(
+        policy.contact_methods, tuple((e.id, e.address, bool(e.is_default)) for e in emails)
+    )
+
+
+def _int_or_none(value: object) -> int | None:
+    text = str(value or "").strip()
+    return int(text) if text.isdigit() and len(text) < 10 else None
+
+
+async def check_request(
+    session: AsyncSession,
+    patron_id: int,
+    policy: Policy,
+    *,
+    pickup: object,
+    location: object,
+    contact: object,
+    email: object,
+) -> HoldRequest:
+    """Validate the chosen pickup library, location, contact and address (forged ids included)."""
+    choices = {c.branch_id: c for c in await pickup_choices(session)}
+    branch_id = _int_or_none(pickup)
+    if branch_id not in choices:
+        raise HoldFormError("pickup")
+    branch = choices[branch_id]
+    location_id = _int_or_none(location)
+    if branch.locations:
+        if location_id not in {loc[0] for loc in branch.locations}:
+            raise HoldFormError("location")
+    elif str(location or "").strip():
+        raise HoldFormError("location")
+    method = str(contact or "")
+    contacts = await contact_choices(session, patron_id, policy)
+    if method not in contacts.methods:
+        raise HoldFormError("contact")
+    email_id = None
+    if method == "email":
+        email_id = _int_or_none(email)
+        if email_id is None and len(contacts.emails) == 1:
+            email_id = contacts.emails[0][0]
+        if email_id not in {e[0] for e in contacts.emails}:
+            raise HoldFormError("email")
+    return HoldRequest(branch_id, location_id if branch.locations else None, method, email_id)
+
+
+# ---------------------------------------------------------------- placing holds
+
+
+async def patron_blocks(session: AsyncSession, patron_id: int, *, today: dt.date, policy: Policy) -> Blocks:
+    """Rules that stop every hold: expired card, overdue loans (policy), no confirmed email (policy)."""
+    row = (
+        await session.execute(
+            select(
+                Patron.card_expires_on,
+                select(func.count())
+                .where(Loan.patron_id == patron_id, Loan.returned_on.is_(None), Loan.due_on < today)
+                .scalar_subquery(),
+                select(func.count())
+                .where(Email.patron_id == patron_id, Email.confirmed_at.is_not(None))
+                .scalar_subquery(),
+            ).where(Patron.id == patron_id)
+        )
+    ).one()
+    expires, overdue, emails = row
+    blocks = Blocks()
+    if policy.expired_card_blocks_holds and expires < today:
+        blocks.reasons.append("expired_card")  # Fukushima: 有効期限切れの場合、資料の予約はできません
+    if policy.overdue_blocks_holds and overdue:
+        blocks.reasons.append("overdue")  # Fukuoka: no reservations while anything is overdue
+    if policy.email_required_for_holds and not emails:
+        blocks.reasons.append("no_email")  # Fukushima: 予約するには、メールアドレスの登録が必要です
+    return blocks
+
+
+async def place_holds(
+    session: AsyncSession,
+    patron_id: int,
+    bib_ids: Sequence[int],
+    request: HoldRequest,
+    *,
+    now: dt.datetime,
+    today: dt.date,
+    policy: Policy,
+    ordered: bool = False,
+) -> list[PlaceResult]:
+    """Place a hold on each bib, in order; each result says placed or why not.
+
+    Atomic per patron: the patron's row is locked first (a no-op UPDATE takes SQLite's write lock
+    and a row lock on PostgreSQL), so concurrent submissions are counted one after another and
+    never exceed the hold limit; the unique index on active holds stops a duplicate regardless.
+    With `ordered`, the placed holds form one series group in the given order (順番予約).
+    """
+    bib_ids = list(dict.fromkeys(int(b) for b in bib_ids))[:50]
+    await session.execute(update(Patron).where(Patron.id == patron_id).values(id=Patron.id))
+    blocks = await patron_blocks(session, patron_id, today=today, policy=policy)
+    bibs = {
+        b.id: b
+        for b in (
+            await session.execute(
+                select(
+                    Bib.id,
+                    Bib.title,
+                    Bib.loanable,
+                    select(func.count())
+                    .where(Item.bib_id == Bib.id, Item.loanable)
+                    .scalar_subquery()
+                    .label("copies"),
+                ).where(Bib.id.in_(bib_ids))
+            )
+        ).all()
+    }
+    active = set(
+        (
+            await session.scalars(
+                select(Hold.bib_id).where(Hold.patron_id == patron_id, Hold.status.in_(ACTIVE_HOLD_STATUSES))
+            )
+        ).all()
+    )
+    count = (
+        await session.scalar(
+            select(func.count()).where(Hold.patron_id == patron_id, Hold.status.in_(ACTIVE_HOLD_STATUSES))
+        )
+        or 0
+    )
+    group = str(uuid.uuid4()) if ordered else None
+    results: list[PlaceResult] = []
+    placed: list[Hold] = []
+    stamp = now.replace(tzinfo=None)
+    for bib_id in bib_ids:
+        bib = bibs.get(bib_id)
+        title = bib.title if bib else ""
+        reason = blocks.reasons[0] if blocks.reasons else None
+        if reason is None:
+            if bib is None:
+                reason = "not_found"
+            elif not bib.loanable or not bib.copies:
+                reason = "not_reservable"
+            elif bib_id in active:
+                reason = "duplicate"
+            elif count >= policy.hold_limit:
+                reason = "limit"
+        if reason:
+            results.append(PlaceResult(bib_id, title, False, reason))
+            continue
+        hold = Hold(
+            patron_id=patron_id,
+            bib_id=bib_id,
+            status="waiting",
+            placed_at=stamp + dt.timedelta(microseconds=len(placed)),
+            pickup_branch_id=request.pickup_branch_id,
+            pickup_location_id=request.pickup_location_id,
+            contact=request.contact,
+            email_id=request.email_id,
+            channel="web",
+            series_group=group,
+            series_position=len(placed) + 1 if group else None,
+        )
+        session.add(hold)
+        placed.append(hold)
+        active.add(bib_id)
+        count += 1
+        results.append(PlaceResult(bib_id, title, True))
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Another submission placed the same hold between our check and our insert.
+        await session.rollback()
+        return [PlaceResult(r.bib_id, r.title, False, r.reason or "duplicate") for r in results]
+    await notices.hold_accepted(session, [h.id for h in placed])
+    await session.commit()
+    ids = {h.bib_id: h.id for h in placed}
+    positions = await _positions(session, list(ids.values()))
+    return [
+        PlaceResult(
+            r.bib_id, r.title, r.placed, r.reason, ids.get(r.bib_id), positions.get(ids.get(r.bib_id, 0))
+        )
+        for r in results
+    ]
+
+
+async def _positions(session: AsyncSession, hold_ids: list[int]) -> dict[int, int]:
+    if not hold_ids:
+        return {}
+    ahead = aliased(Hold)
+    rows = await session.execute(
+        select(
+            Hold.id,
+            select(func.count(ahead.id) + 1)
+            .where(ahead.bib_id == Hold.bib_id, ahead.status == "waiting", ahead.placed_at < Hold.placed_at)
+            .correlate(Hold)
+            .scalar_subquery(),
+        ).where(Hold.id.in_(hold_ids))
+    )
+    return dict(rows.all())  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the Holds page
 
 
 async def list_holds(
     session: AsyncSession, patron_id: int, *, today: dt.date, policy: Policy
 ) -> list[HoldView]:
-    """Active holds and those cancelled within the policy's days, with an estimated queue position."""
+    """Active holds and those cancelled within the policy's days, with queue position and wait estimate."""
     ahead = aliased(Hold)
     position = (
         select(func.count(ahead.id) + 1)
@@ -50,10 +379,23 @@ async def list_holds(
         .correlate(Hold)
         .scalar_subquery()
     )
+    copies = (
+        select(func.count(Item.id))
+        .where(Item.bib_id == Hold.bib_id, Item.loanable)
+        .correlate(Hold)
+        .scalar_subquery()
+    )
     since = dt.datetime.combine(today - dt.timedelta(days=policy.cancelled_visible_days), dt.time())
     rows = (
         await session.execute(
-            select(Hold, Bib.title, Branch.name_ja, Branch.name_en, position.label("position"))
+            select(
+                Hold,
+                Bib.title,
+                Branch.name_ja,
+                Branch.name_en,
+                position.label("position"),
+                copies.label("copies"),
+            )
             .join(Bib, Bib.id == Hold.bib_id)
             .join(Branch, Branch.id == Hold.pickup_branch_id)
             .where(
@@ -66,20 +408,152 @@ async def list_holds(
             .order_by(Hold.status == "cancelled", Hold.placed_at)
         )
     ).all()
-    return [
-        HoldView(
-            id=h.id,
-            bib_id=h.bib_id,
-            title=title,
-            status=h.status,
-            placed_at=h.placed_at,
-            pickup_ja=ja,
-            pickup_en=en,
-            contact=h.contact,
-            queue_position=pos if h.status == "waiting" else None,
-            shelf_until=h.shelf_until,
-            suspended_until=h.suspended_until,
-            cancelled_at=h.cancelled_at,
+    views = []
+    for h, title, ja, en, pos, n_copies in rows:
+        waiting = h.status == "waiting"
+        # Estimated wait: position × loan period ÷ loanable copies (shown as an estimate).
+        estimate = -(-pos * policy.loan_days // max(1, n_copies)) if waiting and n_copies else None
+        views.append(
+            HoldView(
+                id=h.id,
+                bib_id=h.bib_id,
+                title=title,
+                status=h.status,
+                placed_at=h.placed_at,
+                pickup_branch_id=h.pickup_branch_id,
+                pickup_location_id=h.pickup_location_id,
+                pickup_ja=ja,
+                pickup_en=en,
+                contact=h.contact,
+                email_id=h.email_id,
+                queue_position=pos if waiting else None,
+                estimated_days=estimate,
+                shelf_until=h.shelf_until,
+                suspended_until=h.suspended_until,
+                cancelled_at=h.cancelled_at,
+                series_group=h.series_group,
+                series_position=h.series_position,
+            )
         )
-        for h, title, ja, en, pos in rows
-    ]
+    return views
+
+
+async def get_hold(
+    session: AsyncSession, patron_id: int, hold_id: int, *, today: dt.date, policy: Policy
+) -> HoldView:
+    for view in await list_holds(session, patron_id, today=today, policy=policy):
+        if view.id == hold_id:
+            return view
+    raise HoldNotFound(hold_id)
+
+
+async def _change_waiting(session: AsyncSession, patron_id: int, hold_id: int, **values: object) -> None:
+    """Apply `values` to a waiting hold of this patron: 404 for another's, refused once it moved on."""
+    status = await session.scalar(select(Hold.status).where(Hold.id == hold_id, Hold.patron_id == patron_id))
+    if status is None:
+        raise HoldNotFound(hold_id)
+    result = await session.execute(
+        update(Hold)
+        .where(Hold.id == hold_id, Hold.patron_id == patron_id, Hold.status == "waiting")
+        .values(**values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        await session.rollback()
+        raise HoldFormError("not_waiting")  # Kitakyushu: 取寄・準備中/ご用意できました は取消・変更できません
+    await session.commit()
+
+
+async def cancel(session: AsyncSession, patron_id: int, hold_id: int, *, now: dt.datetime) -> None:
+    await _change_waiting(
+        session,
+        patron_id,
+        hold_id,
+        status="cancelled",
+        cancelled_at=now.replace(tzinfo=None),
+        cancel_reason="patron",
+    )
+
+
+async def change_pickup(session: AsyncSession, patron_id: int, hold_id: int, request: HoldRequest) -> None:
+    await _change_waiting(
+        session,
+        patron_id,
+        hold_id,
+        pickup_branch_id=request.pickup_branch_id,
+        pickup_location_id=request.pickup_location_id,
+    )
+
+
+async def change_contact(session: AsyncSession, patron_id: int, hold_id: int, request: HoldRequest) -> None:
+    await _change_waiting(session, patron_id, hold_id, contact=request.contact, email_id=request.email_id)
+
+
+def parse_suspend_date(value: object, today: dt.date) -> dt.date:
+    import unicodedata
+
+    text_value = unicodedata.normalize("NFKC", str(value or "")).strip()[:20]
+    try:
+        day = dt.date.fromisoformat(text_value)
+    except ValueError as exc:
+        raise HoldFormError("date") from exc
+    if not today < day <= today + dt.timedelta(days=MAX_SUSPEND_DAYS):
+        raise HoldFormError("date")
+    return day
+
+
+async def suspend(session: AsyncSession, patron_id: int, hold_id: int, until: dt.date) -> None:
+    """予約繰下: keep the place in the queue, but be skipped by allocation until `until`."""
+    await _change_waiting(session, patron_id, hold_id, suspended_until=until)
+
+
+async def resume(session: AsyncSession, patron_id: int, hold_id: int) -> None:
+    await _change_waiting(session, patron_id, hold_id, suspended_until=None)
+
+
+# ---------------------------------------------------------------- ordered series holds
+
+
+def parse_order(bib_ids: Sequence[int], positions: dict[int, object]) -> list[int]:
+    """The bibs sorted by the patron's numbers, which must be exactly 1..n (no gaps, no repeats)."""
+    numbers: dict[int, int] = {}
+    for bib_id in bib_ids:
+        value = _int_or_none(positions.get(bib_id))
+        if value is None:
+            raise HoldFormError("order")
+        numbers[bib_id] = value
+    if sorted(numbers.values()) != list(range(1, len(bib_ids) + 1)):
+        raise HoldFormError("order")
+    return sorted(bib_ids, key=lambda b: numbers[b])
+
+
+# ---------------------------------------------------------------- allocation
+
+
+async def next_hold_for_item(session: AsyncSession, bib_id: int, *, today: dt.date) -> Hold | None:
+    """The waiting hold that gets a returned copy of `bib_id` next, or None.
+
+    Queue order (placed_at); suspended holds are skipped (予約繰下); in an ordered series group
+    (順番予約) volume k+1 is never allocated before volume k has been allocated.
+    """
+    earlier = aliased(Hold)
+    earlier_unallocated = (
+        select(earlier.id)
+        .where(
+            earlier.series_group == Hold.series_group,
+            earlier.series_position < Hold.series_position,
+            earlier.status == "waiting",
+        )
+        .correlate(Hold)
+        .exists()
+    )
+    return await session.scalar(
+        select(Hold)
+        .where(
+            Hold.bib_id == bib_id,
+            Hold.status == "waiting",
+            or_(Hold.suspended_until.is_(None), Hold.suspended_until <= today),
+            or_(Hold.series_group.is_(None), ~earlier_unallocated),
+        )
+        .order_by(Hold.placed_at, Hold.id)
+        .limit(1)
+    )

@@ -1,0 +1,59 @@
+"""Catalogue search (simple and advanced) and the title detail page."""
+
+from __future__ import annotations
+
+from litestar import Request, get
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.i18n import gettext
+from app.routes._deps import RecordId
+from app.routes._render import render
+from app.services import catalog
+from app.services.cart import ids_in
+
+
+def _raw_query(request: Request) -> dict[str, str]:
+    return {key: request.query_params.getall(key)[-1] for key in request.query_params}
+
+
+@get("/search", name="search:results")
+async def search_page(request: Request, db: NamedDependency[AsyncSession]) -> object:
+    branches = await catalog.branches(db)
+    raw = _raw_query(request)
+    error = None
+    try:
+        params = catalog.parse_params(raw, [b.id for b in branches])
+    except catalog.SearchError as problem:
+        params, error = catalog.SearchParams(q=catalog.clean_text(raw.get("q"))), problem
+    results = await catalog.search(db, params) if error is None else catalog.SearchPage(params, [], 0, False)
+    return render(
+        request,
+        "search/results.html",
+        block="results",
+        status_code=400 if error else 200,
+        results=results,
+        params=params,
+        branches=branches,
+        error=gettext(error.message) if error else None,
+        error_field=error.field if error else None,
+        material_labels=catalog.MATERIAL_LABELS,
+        cart_ids=set(ids_in(request.session)),
+        raw=raw,
+    )
+
+
+@get("/bibs/{bib_id:int}", name="bibs:detail")
+async def detail_page(request: Request, bib_id: RecordId, db: NamedDependency[AsyncSession]) -> object:
+    try:
+        detail = await catalog.get_detail(db, bib_id)
+    except catalog.BibNotFound as exc:
+        raise NotFoundException() from exc
+    return render(
+        request,
+        "bibs/detail.html",
+        detail=detail,
+        material_labels=catalog.MATERIAL_LABELS,
+        cart_ids=set(ids_in(request.session)),
+    )

@@ -1,0 +1,88 @@
+"""Text for the catalogue index and for queries: the same normalisation on both sides.
+
+Japanese has no spaces, so a run of kana or kanji is indexed as overlapping character
+bigrams (吾輩は猫 → 吾輩 輩は は猫): any substring of two or more characters becomes a phrase of
+bigrams, found by the index in well under a millisecond (docs/performance-notes.md). Single
+characters go to a separate column so one-character queries work too. Katakana is folded to
+hiragana, so ヤマダ and やまだ match; NFKC folds full-width letters and digits. Latin words are
+indexed as words and searched as prefixes. Query text is never passed to FTS as syntax: every
+token is quoted, so `"`, `*`, `NEAR`, `OR` or `-` in a query are just characters.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+_RUN = re.compile(
+    r"[\u3041-\u3096\u30a1-\u30fa\u30fc\u3005\u3006\u4e00-\u9fff\uf900-\ufaff\u3400-\u4dbf]+|[^\W_]+"
+)
+_CJK_FIRST = re.compile(
+    r"[\u3041-\u3096\u30a1-\u30fa\u30fc\u3005\u3006\u4e00-\u9fff\uf900-\ufaff\u3400-\u4dbf]"
+)
+MAX_TERMS = 8
+
+
+def normalize(text: str) -> str:
+    """NFKC, lower case, katakana folded to hiragana."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return "".join(chr(ord(ch) - 0x60) if "\u30a1" <= ch <= "\u30f6" else ch for ch in text)
+
+
+def _runs(text: str) -> list[tuple[str, bool]]:
+    return [(m.group(0), bool(_CJK_FIRST.match(m.group(0)))) for m in _RUN.finditer(normalize(text))]
+
+
+def bigram_text(*fields: str) -> str:
+    """Index text for one column: bigrams of Japanese runs, Latin words as they are."""
+    tokens: list[str] = []
+    for field in fields:
+        for run, cjk in _runs(field):
+            if cjk:
+                tokens.extend(run[i : i + 2] for i in range(len(run) - 1)) if len(run) > 1 else tokens.append(
+                    run
+                )
+            else:
+                tokens.append(run)
+    return " ".join(tokens)
+
+
+def char_text(*fields: str) -> str:
+    """Index text for the single-character column: each distinct Japanese character once."""
+    seen: dict[str, None] = {}
+    for field in fields:
+        for run, cjk in _runs(field):
+            if cjk:
+                seen.update(dict.fromkeys(run))
+    return " ".join(seen)
+
+
+@dataclass(frozen=True)
+class Query:
+    """An FTS5 expression built only from quoted tokens, or None when nothing searchable remains."""
+
+    expression: str | None
+    terms: tuple[str, ...]
+
+
+def _quote(token: str) -> str:
+    return '"' + token.replace('"', '""') + '"'
+
+
+def term_expression(text: str, column: str | None = None) -> Query:
+    """AND of every term in `text`, each restricted to `column` when given."""
+    parts: list[str] = []
+    terms: list[str] = []
+    for run, cjk in _runs(text)[:MAX_TERMS]:
+        terms.append(run)
+        if cjk and len(run) == 1:
+            parts.append(f"chars : {_quote(run)}")
+            continue
+        if cjk:
+            phrase = " ".join(run[i : i + 2] for i in range(len(run) - 1))
+            expr = _quote(phrase)
+        else:
+            expr = _quote(run) + "*"
+        parts.append(f"{column} : {expr}" if column else f"{{title author publisher subject}} : {expr}")
+    return Query(" AND ".join(parts) if parts else None, tuple(terms))
