@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from app.i18n import N_
 from app.models import MATERIAL_TYPES, Bib, Branch, Hold, Item, Loan, Series
@@ -278,7 +279,7 @@ def reindex_all_sync(conn: Connection, batch: int = 5000) -> int:
 
 async def reindex_bibs(session: AsyncSession, bib_ids: Sequence[int]) -> None:
     """Bring these bibs' index rows in step with the bibs table (call after inserts or updates)."""
-    if not bib_ids or session.bind.dialect.name != "sqlite":
+    if not bib_ids or session.get_bind().dialect.name != "sqlite":
         return
     for start in range(0, len(bib_ids), 500):
         chunk = list(bib_ids[start : start + 500])
@@ -286,7 +287,11 @@ async def reindex_bibs(session: AsyncSession, bib_ids: Sequence[int]) -> None:
             text(_INDEX_SOURCE + " WHERE b.id IN (" + ",".join(str(int(i)) for i in chunk) + ")")
         )
         rows = [dict(r._mapping) for r in result]
-        await session.run_sync(lambda s, rows=rows: _write_index(s.connection(), rows))
+
+        def write(sync_session: Session, rows: list[dict] = rows) -> None:  # type: ignore[type-arg]
+            _write_index(sync_session.connection(), rows)
+
+        await session.run_sync(write)
 
 
 # ---------------------------------------------------------------- search
@@ -341,7 +346,7 @@ async def search(session: AsyncSession, params: SearchParams) -> SearchPage:
     """One page of results with availability; the only entry point pages use."""
     if params.is_empty:
         return SearchPage(params, [], 0, False)
-    if session.bind.dialect.name != "sqlite":
+    if session.get_bind().dialect.name != "sqlite":
         return await _search_like(session, params)
     match = _match_expression(params)
     if match == "\x00nothing":

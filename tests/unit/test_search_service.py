@@ -1,0 +1,164 @@
+"""Catalogue search: Japanese substrings and readings, English prefixes, filters, hostile input."""
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Bib, Branch
+from app.services import catalog
+from app.services.search_text import bigram_text, normalize, term_expression
+
+
+def test_normalisation_folds_katakana_and_full_width() -> None:
+    assert normalize("ワガハイ ＡＢＣ１２") == "わがはい abc12"
+
+
+def test_japanese_is_indexed_as_bigrams() -> None:
+    assert bigram_text("吾輩は猫") == "吾輩 輩は は猫"
+    assert bigram_text("Learning Python 入門") == "learning python 入門"
+
+
+@pytest.mark.parametrize(
+    "hostile", ['"', "*", "-", "NEAR", "OR", 'a" OR "b', "(((", "^", ":", "title:x", "🐈", "\x00"]
+)
+def test_fts_syntax_never_reaches_the_index_unquoted(hostile: str) -> None:
+    expression = term_expression(hostile).expression
+    if expression is not None:
+        for token in expression.replace("AND", " ").split():
+            assert token.startswith(('"', "{", "chars")) or token in (
+                ":",
+                "title",
+                "author",
+                "publisher",
+                "subject}",
+                "{title",
+            )
+
+
+async def _titles(db: AsyncSession, **raw: str) -> list[str]:
+    branches = (await db.scalars(select(Branch.id))).all()
+    page = await catalog.search(db, catalog.parse_params(raw, branches))
+    return [hit.title for hit in page.hits]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("猫で", "吾輩は猫である"),  # two characters from the middle of a title
+        ("わがはい", "吾輩は猫である"),  # by reading
+        ("ワガハイ", "吾輩は猫である"),  # katakana reading
+        ("ぎんがてつどう", "銀河鉄道の夜"),
+        ("漱石", "こころ"),  # by author
+        ("pride", "Pride and Prejudice"),
+        ("PRID", "Pride and Prejudice"),  # prefix, any case
+        ("ｐｒｉｄｅ", "Pride and Prejudice"),  # full-width letters
+        ("sherlock holmes", "The Adventures of Sherlock Holmes"),
+        ("9784469000001", "日本語大辞典 第二版"),
+        ("星の図書館", "星の図書館 第1巻"),
+    ],
+)
+async def test_simple_search_finds(db: AsyncSession, query: str, expected: str) -> None:
+    assert expected in await _titles(db, q=query)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"',
+        '"unbalanced',
+        "*",
+        "-",
+        "NEAR",
+        "OR",
+        "a OR b",
+        "x" * 1000,
+        "🐈‍⬛🐈",
+        "猫" * 300,
+        "'; DROP TABLE bibs; --",
+        "\\",
+        "%",
+        "_",
+    ],
+)
+async def test_hostile_queries_answer_without_error(db: AsyncSession, query: str) -> None:
+    await _titles(db, q=query)
+    assert await db.scalar(select(Bib.id).limit(1)) is not None  # the table is still there
+
+
+async def test_newest_sort_orders_by_year(db: AsyncSession) -> None:
+    branches = (await db.scalars(select(Branch.id))).all()
+    page = await catalog.search(db, catalog.parse_params({"q": "星の図書館", "sort": "newest"}, branches))
+    years = [hit.pub_year for hit in page.hits]
+    assert years == sorted(years, reverse=True) and len(years) == 4
+
+
+async def test_advanced_filters(db: AsyncSession) -> None:
+    assert await _titles(db, title="星の図書館", year_from="2023", year_to="2024") == [
+        "星の図書館 第4巻",
+        "星の図書館 第3巻",
+    ]
+    assert await _titles(db, author="austen") == ["Pride and Prejudice"]
+    assert await _titles(db, isbn="978-4-469-00000-1") == ["日本語大辞典 第二版"]
+    magazines = await _titles(db, material_type="magazine")
+    types = {b.title: b.material_type for b in (await db.scalars(select(Bib))).all()}
+    assert magazines and all(types[t] == "magazine" for t in magazines)
+    central = await db.scalar(select(Branch.id).where(Branch.code == "central"))
+    on_shelf_central = await _titles(db, q="星の図書館", branch=str(central))
+    assert "星の図書館 第1巻" in on_shelf_central
+    assert await _titles(db, title="存在しない書名です") == []
+
+
+async def test_availability_sentences(db: AsyncSession) -> None:
+    branches = (await db.scalars(select(Branch.id))).all()
+    page = await catalog.search(db, catalog.parse_params({"q": "銀河鉄道の夜"}, branches))
+    hit = page.hits[0]
+    # Two copies: one on loan to Hanako, one on the shelf; Sato waits.
+    assert (hit.availability.items, hit.availability.on_shelf, hit.availability.waiting) == (2, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"sort": "drop"}, "sort"),
+        ({"page": "-1"}, "page"),
+        ({"page": "99999"}, "page"),
+        ({"page": "x"}, "page"),
+        ({"year_from": "20xx"}, "year"),
+        ({"year_from": "2020", "year_to": "2019"}, "year"),
+        ({"isbn": "12"}, "isbn"),
+        ({"material_type": "scroll"}, "material_type"),
+        ({"branch": "999"}, "branch"),
+    ],
+)
+def test_bad_parameters_are_named(raw: dict[str, str], field: str) -> None:
+    with pytest.raises(catalog.SearchError) as problem:
+        catalog.parse_params({"q": "猫", **raw}, [1, 2, 3])
+    assert problem.value.field == field
+
+
+async def test_index_follows_updates(db: AsyncSession) -> None:
+    bib_id = await db.scalar(select(Bib.id).where(Bib.title == "こころ"))
+    await db.execute(
+        update(Bib)
+        .where(Bib.id == bib_id)
+        .values(title="心 新装版", title_reading="こころ しんそうばん", pub_year=2025)
+    )
+    await catalog.reindex_bibs(db, [bib_id])
+    await db.commit()
+    assert "心 新装版" in await _titles(db, q="しんそう")
+    assert "心 新装版" in await _titles(db, q="新装", year_from="2025")
+    assert "こころ" not in await _titles(db, q="こころ")
+
+
+async def test_detail_has_holdings_series_and_waiting(db: AsyncSession) -> None:
+    bib_id = await db.scalar(select(Bib.id).where(Bib.title == "銀河鉄道の夜"))
+    detail = await catalog.get_detail(db, bib_id)
+    assert detail.waiting == 1 and detail.reservable
+    assert any(h.status == "on_loan" and h.due_on is not None for h in detail.holdings)
+    vol2 = await db.scalar(select(Bib.id).where(Bib.title == "星の図書館 第2巻"))
+    series = await catalog.get_detail(db, vol2)
+    assert [v.volume for v in series.volumes] == [1, 2, 3, 4] and series.series_title == "星の図書館"
+    ref = await db.scalar(select(Bib.id).where(Bib.control_number == "demo-reference"))
+    assert not (await catalog.get_detail(db, ref)).reservable
+    with pytest.raises(catalog.BibNotFound):
+        await catalog.get_detail(db, 999999)
