@@ -196,6 +196,8 @@ async def check_request(
     branch = choices[branch_id]
     location_id = _int_or_none(location)
     if branch.locations:
+        if not str(location or "").strip():
+            location_id = branch.locations[0][0]  # no choice made: the library's first (main) counter
         if location_id not in {loc[0] for loc in branch.locations}:
             raise HoldFormError("location")
     elif str(location or "").strip():

@@ -67,8 +67,12 @@ class LiveServer:
 
 
 @pytest.fixture
-def server(demo_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
-    """`python -m app serve` on a free port, against a fresh copy of the demo database."""
+def server(demo_template: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """`python -m app serve` on a free port, against a fresh copy of the demo database.
+
+    `@pytest.mark.policy("fukuoka")` runs the server with that library's policy.
+    """
+    marker = request.node.get_closest_marker("policy")
     port = free_port()
     namespace = new_namespace()
     env = {
@@ -79,6 +83,7 @@ def server(demo_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
         "REDIS_NAMESPACE": namespace,
         "VAR_DIR": str(tmp_path / "var"),
         "SECRET_KEY": "b" * 48,
+        "LIBRARY_POLICY": marker.args[0] if marker else "default",
     }
     log = tmp_path / "server.log"
     with log.open("wb") as out:

@@ -165,7 +165,11 @@ async def test_pickup_location_must_belong_to_the_branch(db: AsyncSession) -> No
         db, hanako.id, DEFAULT, pickup=central, location=location, contact="phone", email=None
     )
     assert ok.pickup_location_id == location
-    for pickup, loc in ((central, ""), (west, location), (central, "999")):
+    default = await holds.check_request(
+        db, hanako.id, DEFAULT, pickup=central, location="", contact="phone", email=None
+    )
+    assert default.pickup_location_id == location  # no choice: the first counter
+    for pickup, loc in ((west, location), (central, "999"), (central, "abc")):
         with pytest.raises(holds.HoldFormError):
             await holds.check_request(
                 db, hanako.id, DEFAULT, pickup=pickup, location=loc, contact="phone", email=None
