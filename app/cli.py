@@ -1,4 +1,4 @@
-"""`python -m app ...`: serve, worker, migrate, demo-data, mailbox."""
+"""`python -m app ...`: serve, worker, migrate, demo-data, import-catalogue, mailbox."""
 
 from __future__ import annotations
 
@@ -38,6 +38,35 @@ async def _demo_data() -> None:
         counts = await load_demo(session, clock.today())
     print(f"Demo library ready: {counts['branches']} branches, {counts['bibs']} titles.")
     print("Log in with card 100000017 / password hanako-2026 (see README for the others).")
+
+
+async def _import_catalogue(paths: list[str]) -> int:
+    from tqdm import tqdm
+
+    from app.db import session_scope
+    from app.services.importer import ImportFileError, Summary, import_records, read_file
+    from app.settings import get_settings
+
+    total = Summary()
+    async with session_scope(get_settings().database_url) as session:
+        for name in paths:
+            path = Path(name)
+            try:
+                with tqdm(desc=path.name, unit=" records", disable=None) as bar:
+                    summary = await import_records(session, read_file(path), progress=bar.update)
+            except ImportFileError as problem:
+                print(f"Cannot import: {problem}", file=sys.stderr)
+                return 2
+            total.add(summary)
+    print(f"Imported {total.imported} new, updated {total.updated}, rejected {len(total.rejected)}.")
+    reasons: dict[str, int] = {}
+    for rejected in total.rejected:
+        reasons[rejected.reason] = reasons.get(rejected.reason, 0) + 1
+    for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        print(f"  rejected {count}: {reason}")
+    for rejected in total.rejected[:20]:
+        print(f"    {rejected.source}: {rejected.reason}")
+    return 0 if total.imported or total.updated or not total.rejected else 1
 
 
 def serve(host: str, port: int, workers: int) -> None:
@@ -83,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
     sub.add_parser("demo-data", help="load the demo library (idempotent)")
+    p_import = sub.add_parser("import-catalogue", help="import MARC 21, MARCXML or CSV files (idempotent)")
+    p_import.add_argument("files", nargs="+", metavar="FILE")
     p_serve = sub.add_parser("serve", help="run the web app")
     p_serve.add_argument("--host", default="127.0.0.1")
     p_serve.add_argument("--port", type=int, default=8000)
@@ -101,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             migrate()
         elif args.command == "demo-data":
             asyncio.run(_demo_data())
+        elif args.command == "import-catalogue":
+            return asyncio.run(_import_catalogue(args.files))
         elif args.command == "serve":
             serve(args.host, args.port, args.workers)
         elif args.command == "worker":
