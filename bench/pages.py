@@ -85,7 +85,7 @@ def _login(base: str) -> tuple[str, str, int]:
 
 
 def _wrk(
-    url: str, seconds: int, connections: int, headers: dict[str, str], post: bool = False
+    url: str, seconds: int, connections: int, headers: dict[str, str], post: bool = False, body: str = ""
 ) -> dict[str, float]:
     cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for key, value in headers.items():
@@ -93,6 +93,8 @@ def _wrk(
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         if post:
             script.write('wrk.method = "POST"\n')
+        if body:
+            script.write(f"wrk.body = {body!r}\n".replace("'", '"'))
         cmd += ["-s", script.name]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
     os.unlink(script.name)
@@ -165,6 +167,26 @@ def main(argv: list[str] | None = None) -> int:
                 _wrk(base + "/login", args.seconds, args.connections, {}),
             ),
             ("/loans (10 loans)", _wrk(base + "/loans", args.seconds, args.connections, auth)),
+            (
+                "search results page (/search?q=の, 20 hits)",
+                _wrk(base + "/search?q=%E3%81%AE", args.seconds, args.connections, auth),
+            ),
+            (
+                "cart-add fragment (htmx POST)",
+                _wrk(
+                    base + "/cart",
+                    args.seconds,
+                    args.connections,
+                    {
+                        **auth,
+                        "HX-Request": "true",
+                        "x-csrftoken": token,
+                        "Content-Type": "application/x-www-form-urlencoded",
+                    },
+                    post=True,
+                    body="bib_id=3",
+                ),
+            ),
             (
                 "renew fragment (htmx POST)",
                 _wrk(

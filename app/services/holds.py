@@ -8,8 +8,9 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -370,10 +371,9 @@ async def _positions(session: AsyncSession, hold_ids: list[int]) -> dict[int, in
 # ---------------------------------------------------------------- the Holds page
 
 
-async def list_holds(
-    session: AsyncSession, patron_id: int, *, today: dt.date, policy: Policy
-) -> list[HoldView]:
-    """Active holds and those cancelled within the policy's days, with queue position and wait estimate."""
+@cache
+def _list_query() -> Select:
+    """Built once (statement construction costs more than running it); patron and date are bound."""
     ahead = aliased(Hold)
     position = (
         select(func.count(ahead.id) + 1)
@@ -387,54 +387,71 @@ async def list_holds(
         .correlate(Hold)
         .scalar_subquery()
     )
-    since = dt.datetime.combine(today - dt.timedelta(days=policy.cancelled_visible_days), dt.time())
-    rows = (
-        await session.execute(
-            select(
-                Hold,
-                Bib.title,
-                Branch.name_ja,
-                Branch.name_en,
-                position.label("position"),
-                copies.label("copies"),
-            )
-            .join(Bib, Bib.id == Hold.bib_id)
-            .join(Branch, Branch.id == Hold.pickup_branch_id)
-            .where(
-                Hold.patron_id == patron_id,
-                or_(
-                    Hold.status.in_(ACTIVE_HOLD_STATUSES),
-                    and_(Hold.status == "cancelled", Hold.cancelled_at >= since),
-                ),
-            )
-            .order_by(Hold.status == "cancelled", Hold.placed_at)
+    return (
+        select(
+            Hold.id,
+            Hold.bib_id,
+            Bib.title,
+            Hold.status,
+            Hold.placed_at,
+            Hold.pickup_branch_id,
+            Hold.pickup_location_id,
+            Branch.name_ja,
+            Branch.name_en,
+            Hold.contact,
+            Hold.email_id,
+            Hold.shelf_until,
+            Hold.suspended_until,
+            Hold.cancelled_at,
+            Hold.series_group,
+            Hold.series_position,
+            position.label("position"),
+            copies.label("copies"),
         )
-    ).all()
+        .join(Bib, Bib.id == Hold.bib_id)
+        .join(Branch, Branch.id == Hold.pickup_branch_id)
+        .where(
+            Hold.patron_id == bindparam("patron_id"),
+            or_(
+                Hold.status.in_(ACTIVE_HOLD_STATUSES),
+                and_(Hold.status == "cancelled", Hold.cancelled_at >= bindparam("since")),
+            ),
+        )
+        .order_by(Hold.status == "cancelled", Hold.placed_at)
+    )
+
+
+async def list_holds(
+    session: AsyncSession, patron_id: int, *, today: dt.date, policy: Policy
+) -> list[HoldView]:
+    """Active holds and those cancelled within the policy's days, with queue position and wait estimate."""
+    since = dt.datetime.combine(today - dt.timedelta(days=policy.cancelled_visible_days), dt.time())
+    rows = (await session.execute(_list_query(), {"patron_id": patron_id, "since": since})).all()
     views = []
-    for h, title, ja, en, pos, n_copies in rows:
-        waiting = h.status == "waiting"
+    for r in rows:
+        waiting = r.status == "waiting"
         # Estimated wait: position × loan period ÷ loanable copies (shown as an estimate).
-        estimate = -(-pos * policy.loan_days // max(1, n_copies)) if waiting and n_copies else None
+        estimate = -(-r.position * policy.loan_days // max(1, r.copies)) if waiting and r.copies else None
         views.append(
             HoldView(
-                id=h.id,
-                bib_id=h.bib_id,
-                title=title,
-                status=h.status,
-                placed_at=h.placed_at,
-                pickup_branch_id=h.pickup_branch_id,
-                pickup_location_id=h.pickup_location_id,
-                pickup_ja=ja,
-                pickup_en=en,
-                contact=h.contact,
-                email_id=h.email_id,
-                queue_position=pos if waiting else None,
+                id=r.id,
+                bib_id=r.bib_id,
+                title=r.title,
+                status=r.status,
+                placed_at=r.placed_at,
+                pickup_branch_id=r.pickup_branch_id,
+                pickup_location_id=r.pickup_location_id,
+                pickup_ja=r.name_ja,
+                pickup_en=r.name_en,
+                contact=r.contact,
+                email_id=r.email_id,
+                queue_position=r.position if waiting else None,
                 estimated_days=estimate,
-                shelf_until=h.shelf_until,
-                suspended_until=h.suspended_until,
-                cancelled_at=h.cancelled_at,
-                series_group=h.series_group,
-                series_position=h.series_position,
+                shelf_until=r.shelf_until,
+                suspended_until=r.suspended_until,
+                cancelled_at=r.cancelled_at,
+                series_group=r.series_group,
+                series_position=r.series_position,
             )
         )
     return views
