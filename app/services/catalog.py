@@ -14,8 +14,9 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
-from sqlalchemy import Connection, and_, func, or_, select, text
+from sqlalchemy import Connection, Select, and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -546,5 +547,17 @@ async def get_detail(session: AsyncSession, bib_id: int) -> BibDetail:
     return detail
 
 
-async def branches(session: AsyncSession) -> list[Branch]:
-    return list((await session.scalars(select(Branch).order_by(Branch.id))).all())
+@dataclass(frozen=True)
+class BranchChoice:
+    id: int
+    name_ja: str
+    name_en: str
+
+
+@cache
+def _branches_query() -> Select:
+    return select(Branch.id, Branch.name_ja, Branch.name_en).order_by(Branch.id)
+
+
+async def branches(session: AsyncSession) -> list[BranchChoice]:
+    return [BranchChoice(*row) for row in await session.execute(_branches_query())]

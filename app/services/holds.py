@@ -136,22 +136,25 @@ class Blocks:
 # ---------------------------------------------------------------- the form's choices
 
 
-async def pickup_choices(session: AsyncSession) -> list[PickupChoice]:
-    rows = (
-        await session.execute(
-            select(
-                Branch.id,
-                Branch.name_ja,
-                Branch.name_en,
-                PickupLocation.id,
-                PickupLocation.name_ja,
-                PickupLocation.name_en,
-            )
-            .outerjoin(PickupLocation, PickupLocation.branch_id == Branch.id)
-            .where(Branch.is_pickup_point)
-            .order_by(Branch.id, PickupLocation.id)
+@cache
+def _pickup_query() -> Select:
+    return (
+        select(
+            Branch.id,
+            Branch.name_ja,
+            Branch.name_en,
+            PickupLocation.id,
+            PickupLocation.name_ja,
+            PickupLocation.name_en,
         )
-    ).all()
+        .outerjoin(PickupLocation, PickupLocation.branch_id == Branch.id)
+        .where(Branch.is_pickup_point)
+        .order_by(Branch.id, PickupLocation.id)
+    )
+
+
+async def pickup_choices(session: AsyncSession) -> list[PickupChoice]:
+    rows = (await session.execute(_pickup_query())).all()
     choices: dict[int, PickupChoice] = {}
     for bid, ja, en, lid, lja, len_ in rows:
         current = choices.get(bid) or PickupChoice(bid, ja, en, ())
@@ -161,14 +164,17 @@ async def pickup_choices(session: AsyncSession) -> list[PickupChoice]:
     return list(choices.values())
 
 
+@cache
+def _emails_query() -> Select:
+    return (
+        select(Email.id, Email.address, Email.is_default)
+        .where(Email.patron_id == bindparam("patron_id"), Email.confirmed_at.is_not(None))
+        .order_by(Email.is_default.desc(), Email.id)
+    )
+
+
 async def contact_choices(session: AsyncSession, patron_id: int, policy: Policy) -> ContactChoices:
-    emails = (
-        await session.execute(
-            select(Email.id, Email.address, Email.is_default)
-            .where(Email.patron_id == patron_id, Email.confirmed_at.is_not(None))
-            .order_by(Email.is_default.desc(), Email.id)
-        )
-    ).all()
+    emails = (await session.execute(_emails_query(), {"patron_id": patron_id})).all()
     return ContactChoices(
         policy.contact_methods, tuple((e.id, e.address, bool(e.is_default)) for e in emails)
     )
