@@ -27,8 +27,12 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 async def provide_db(request: Request, state: State) -> AsyncIterator[AsyncSession]:
-    """GET pages never change state, so on SQLite they read inline (app/sqlite_inline.py)."""
-    maker = state.read_sessionmaker if request.method in SAFE_METHODS else state.sessionmaker
+    """GET pages never change state, so on SQLite they read inline (app/sqlite_inline.py).
+
+    A POST that writes only to the session (the cart) says so with opt={"db_reads_only": True}.
+    """
+    reads_only = request.method in SAFE_METHODS or request.route_handler.opt.get("db_reads_only", False)
+    maker = state.read_sessionmaker if reads_only else state.sessionmaker
     async with maker() as session:
         yield session
 

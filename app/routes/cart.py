@@ -41,7 +41,7 @@ def _button(request: Request, bib_id: int, title: str, message: str | None, stat
     )
 
 
-@post("/cart", name="cart:add")
+@post("/cart", name="cart:add", opt={"db_reads_only": True})
 async def add(request: Request, db: NamedDependency[AsyncSession]) -> object:
     form = await request.form()
     bib_id = _bib_id(form.get("bib_id"))
