@@ -100,6 +100,10 @@ class Patron(Base):
     password_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     lang: Mapped[str] = mapped_column(String(2), default="ja", server_default="ja")
     home_branch_id: Mapped[int | None] = mapped_column(ForeignKey("branches.id"))
+    # Mail the patron opted in to (spec 7: due-date reminder, overdue and card-expiry notices are opt-in).
+    notify_due: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    notify_overdue: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    notify_expiry: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
 
     emails: Mapped[list[Email]] = relationship(lazy="raise", back_populates="patron")
@@ -208,6 +212,14 @@ class Hold(Base):
         CheckConstraint(f"contact IN ({_in(CONTACTS)})", name="contact"),
         Index("ix_holds_bib_queue", "bib_id", "status", "placed_at"),
         Index("ix_holds_patron_status", "patron_id", "status"),
+        # A copy is set aside for at most one hold at a time (never one item on two holds).
+        Index(
+            "uq_holds_item_allocated",
+            "item_id",
+            unique=True,
+            sqlite_where=text("status IN ('in_transit', 'ready')"),
+            postgresql_where=text("status IN ('in_transit', 'ready')"),
+        ),
         # One active hold per patron and bib (spec 4: no duplicate hold, from any channel).
         Index(
             "uq_holds_active_patron_bib",
@@ -239,3 +251,51 @@ class Hold(Base):
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     cancel_reason: Mapped[str | None] = mapped_column(String(20))  # patron / staff / expired
     collected_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+NOTICE_STATUSES = ("pending", "sent", "failed")
+NOTICE_TYPES = (
+    "hold_accepted",
+    "pickup_ready",
+    "hold_expired",
+    "due_reminder",
+    "overdue",
+    "card_expiry",
+    "temporary_password",
+)
+
+
+class Notice(Base):
+    """A mail decided in the same transaction as the change it reports; the worker sends pending ones."""
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(NOTICE_STATUSES)})", name="status"),
+        Index("ix_notices_status_next", "status", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(30))
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patrons.id"), index=True)
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("holds.id"))
+    loan_id: Mapped[int | None] = mapped_column(ForeignKey("loans.id"))
+    dedup_key: Mapped[str] = mapped_column(String(120), unique=True)  # one notice per event, ever
+    payload: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")  # JSON for the template
+    status: Mapped[str] = mapped_column(String(10), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(DateTime)  # a worker is sending it until then
+
+
+class StaffAudit(Base):
+    """Who did what at the counter, and when."""
+
+    __tablename__ = "staff_audit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    action: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    detail: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))

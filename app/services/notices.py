@@ -1,16 +1,184 @@
-"""Notices (mails) decided by the services. The worker that sends them comes with the circulation work.
+"""Notices: decided by the services, in the same transaction as the change they report; sent by the worker.
 
-Services call these functions in the same transaction as the state change they report, so the
-circulation/notice issue can fill them in (write the notice row) without touching the callers.
+Each notice has a unique dedup key naming its event (`pickup_ready:hold:42`), so deciding twice —
+a retried job, a double click, a second run of a day's jobs — adds nothing. The worker claims a
+batch, sends, and marks each one sent; a worker killed mid-batch leaves its claims to expire and
+another run picks them up (see app/tasks/mailer.py).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Email, Hold, Notice, Patron
+
+MAX_ATTEMPTS = 5
+CLAIM_SECONDS = 300
+
+
+async def queue(
+    session: AsyncSession,
+    *,
+    type: str,
+    patron_id: int,
+    dedup_key: str,
+    payload: dict[str, object] | None = None,
+    hold_id: int | None = None,
+    loan_id: int | None = None,
+    now: dt.datetime | None = None,
+) -> bool:
+    """Add a pending notice unless one with this dedup key exists; True when added. Caller commits."""
+    values = dict(
+        type=type,
+        patron_id=patron_id,
+        dedup_key=dedup_key,
+        hold_id=hold_id,
+        loan_id=loan_id,
+        payload=json.dumps(payload or {}, ensure_ascii=False, default=str),
+        status="pending",
+        next_attempt_at=(now or dt.datetime.now()).replace(tzinfo=None),
+    )
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    result = await session.execute(
+        insert(Notice).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"])
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def hold_accepted(session: AsyncSession, hold_ids: Sequence[int]) -> None:
-    """A "hold accepted" mail for these holds (Koga: 予約受付メール). Not sent yet: no mail pipeline."""
-    return None
+    """A "hold accepted" mail (Koga: 予約受付メール) for each email-contact hold, sent at once."""
+    if not hold_ids:
+        return
+    rows = (
+        await session.execute(
+            select(Hold.id, Hold.patron_id, Hold.bib_id).where(Hold.id.in_(hold_ids), Hold.contact == "email")
+        )
+    ).all()
+    for hold_id, patron_id, bib_id in rows:
+        await queue(
+            session,
+            type="hold_accepted",
+            patron_id=patron_id,
+            hold_id=hold_id,
+            dedup_key=f"hold_accepted:hold:{hold_id}",
+            payload={"bib_id": bib_id},
+        )
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """Everything the mailer needs for one notice."""
+
+    id: int
+    type: str
+    lang: str
+    name: str
+    recipients: tuple[str, ...]
+    payload: dict[str, object]
+    attempts: int
+
+
+async def claim_batch(session: AsyncSession, *, now: dt.datetime, limit: int = 50) -> list[Outgoing]:
+    """Claim up to `limit` due notices for this worker (others skip them until the claim expires)."""
+    stamp = now.replace(tzinfo=None)
+    due = and_(
+        Notice.status == "pending",
+        or_(Notice.next_attempt_at.is_(None), Notice.next_attempt_at <= stamp),
+        or_(Notice.claimed_until.is_(None), Notice.claimed_until < stamp),
+    )
+    ids = (await session.scalars(select(Notice.id).where(due).order_by(Notice.id).limit(limit))).all()
+    if not ids:
+        await session.commit()
+        return []
+    # Compare-and-set: only the rows still unclaimed become ours (another worker may race us).
+    await session.execute(
+        update(Notice)
+        .where(Notice.id.in_(ids), due)
+        .values(claimed_until=stamp + dt.timedelta(seconds=CLAIM_SECONDS), attempts=Notice.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    claimed = (
+        await session.execute(
+            select(Notice, Patron.lang, Patron.name, Patron.name_en, Hold.email_id)
+            .join(Patron, Patron.id == Notice.patron_id)
+            .outerjoin(Hold, Hold.id == Notice.hold_id)
+            .where(Notice.id.in_(ids), Notice.claimed_until == stamp + dt.timedelta(seconds=CLAIM_SECONDS))
+        )
+    ).all()
+    await session.commit()
+    patron_ids = {n.patron_id for n, *_ in claimed}
+    emails: dict[int, list[tuple[int, str]]] = {}
+    for confirmed_id, owner_id, address in await session.execute(
+        select(Email.id, Email.patron_id, Email.address)
+        .where(Email.patron_id.in_(patron_ids), Email.confirmed_at.is_not(None))
+        .order_by(Email.id)
+    ):
+        emails.setdefault(owner_id, []).append((confirmed_id, address))
+    out = []
+    for notice, lang, name, name_en, email_id in claimed:
+        confirmed = emails.get(notice.patron_id, [])
+        # The address the hold names, else every confirmed address (spec 2).
+        chosen = [a for i, a in confirmed if i == email_id] or [a for _, a in confirmed]
+        out.append(
+            Outgoing(
+                notice.id,
+                notice.type,
+                lang,
+                name_en if lang == "en" and name_en else name,
+                tuple(chosen),
+                json.loads(notice.payload or "{}"),
+                notice.attempts,
+            )
+        )
+    return out
+
+
+async def mark_sent(session: AsyncSession, notice_id: int, *, now: dt.datetime) -> None:
+    await session.execute(
+        update(Notice)
+        .where(Notice.id == notice_id)
+        .values(status="sent", sent_at=now.replace(tzinfo=None), claimed_until=None, last_error=None)
+    )
+    await session.commit()
+
+
+async def mark_failed_attempt(
+    session: AsyncSession, notice_id: int, error: str, *, attempts: int, now: dt.datetime
+) -> None:
+    """Try again later with back-off (1, 2, 4, 8 min); after MAX_ATTEMPTS it is failed, listed for staff."""
+    final = attempts >= MAX_ATTEMPTS
+    await session.execute(
+        update(Notice)
+        .where(Notice.id == notice_id)
+        .values(
+            status="failed" if final else "pending",
+            last_error=error[:500],
+            claimed_until=None,
+            next_attempt_at=now.replace(tzinfo=None) + dt.timedelta(minutes=2 ** (attempts - 1)),
+        )
+    )
+    await session.commit()
+
+
+async def mark_undeliverable(session: AsyncSession, notice_id: int, reason: str, *, now: dt.datetime) -> None:
+    """No confirmed address: nothing to send to; kept as failed so staff can see it."""
+    await session.execute(
+        update(Notice)
+        .where(Notice.id == notice_id)
+        .values(status="failed", last_error=reason, claimed_until=None)
+    )
+    await session.commit()
+
+
+async def counts(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(select(Notice.status, func.count()).group_by(Notice.status))
+    return dict(rows.all())  # type: ignore[arg-type]
