@@ -1,4 +1,4 @@
-"""`python -m app ...`: serve, worker, migrate, demo-data, import-catalogue, mailbox."""
+"""`python -m app ...`: serve, worker, migrate, demo-data, import-catalogue, jobs run, mailbox."""
 
 from __future__ import annotations
 
@@ -69,6 +69,38 @@ async def _import_catalogue(paths: list[str]) -> int:
     return 0 if total.imported or total.updated or not total.rejected else 1
 
 
+async def _jobs_run(day: str, send: bool) -> int:
+    import datetime as dt
+
+    from app import clock
+    from app.db import make_engine, make_sessionmaker
+    from app.policy import get_policy
+    from app.settings import get_settings
+    from app.tasks.daily import run_day
+    from app.tasks.mailer import deliver_pending
+
+    try:
+        date = dt.date.fromisoformat(day)
+    except ValueError:
+        print(f"--date must be YYYY-MM-DD, not {day!r}", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    clock.set_today(date)
+    engine = make_engine(settings.database_url)
+    maker = make_sessionmaker(engine)
+    try:
+        async with maker() as session:
+            counts = await run_day(session, date, get_policy(settings.library_policy))
+        print(f"Daily work for {date}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        if send:
+            end_of_day = dt.datetime.combine(date, dt.time(23, 59), tzinfo=clock.TZ)
+            result = await deliver_pending(maker, settings, now=end_of_day)
+            print(f"Mail: sent {result['sent']}, not sent {result['not_sent']}.")
+    finally:
+        await engine.dispose()
+    return 0
+
+
 def serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
@@ -114,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo-data", help="load the demo library (idempotent)")
     p_import = sub.add_parser("import-catalogue", help="import MARC 21, MARCXML or CSV files (idempotent)")
     p_import.add_argument("files", nargs="+", metavar="FILE")
+    p_jobs = sub.add_parser("jobs", help="the daily work (pickup mails, expiry, reminders) for a given day")
+    jobs_sub = p_jobs.add_subparsers(dest="jobs_command", required=True)
+    p_run = jobs_sub.add_parser("run", help="run the day's jobs as of --date")
+    p_run.add_argument("--date", required=True, help="YYYY-MM-DD")
+    p_run.add_argument(
+        "--no-send", action="store_true", help="decide the notices but leave sending to the worker"
+    )
     p_serve = sub.add_parser("serve", help="run the web app")
     p_serve.add_argument("--host", default="127.0.0.1")
     p_serve.add_argument("--port", type=int, default=8000)
@@ -134,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_demo_data())
         elif args.command == "import-catalogue":
             return asyncio.run(_import_catalogue(args.files))
+        elif args.command == "jobs":
+            return asyncio.run(_jobs_run(args.date, not args.no_send))
         elif args.command == "serve":
             serve(args.host, args.port, args.workers)
         elif args.command == "worker":

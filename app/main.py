@@ -8,6 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from arq import create_pool
+from arq.connections import RedisSettings
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar, Request, Response
 from litestar.config.csrf import CSRFConfig
@@ -251,9 +253,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.redis = redis
         app.state.limiter = RateLimiter(redis, settings.redis_namespace)
         app.state.settings = settings
+        app.state.arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
         template_engine.engine.globals["url_for"] = _cached_url_for(app)
 
     async def on_shutdown(app: Litestar) -> None:
+        await app.state.arq.aclose()
         await app.state.engine.dispose()
         await app.state.read_engine.dispose()
         await redis.aclose()

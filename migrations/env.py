@@ -46,6 +46,11 @@ def _run(connection: Connection) -> None:
 async def run_migrations_online() -> None:
     engine = make_engine(_url())
     async with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # Batch operations copy a table and drop the old one: foreign keys must not object
+            # (the switch only takes effect outside a transaction).
+            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await connection.commit()
         await connection.run_sync(_run)
         await connection.commit()
     await engine.dispose()

@@ -17,6 +17,7 @@ from app.routes._render import flash, redirect, render, wants_fragment
 from app.services import cart as cart_service
 from app.services import holds
 from app.services.accounts import SessionPatron
+from app.tasks.queue import kick_mailer
 
 
 def _bib_ids(form: FormMultiDict) -> list[int]:
@@ -142,6 +143,8 @@ async def place(
         db, patron.id, bib_ids, choice, now=clock.now(), today=clock.today(), policy=policy, ordered=ordered
     )
     placed = {r.bib_id for r in results if r.placed}
+    if placed:
+        await kick_mailer(request.app.state.arq, request.app.state.settings.redis_namespace)
     request.session["cart"] = [b for b in cart_service.ids_in(request.session) if b not in placed]
     request.session["hold_results"] = [
         [r.title, r.placed, refusal_message(r.reason, policy) if r.reason else "", r.position]

@@ -178,7 +178,15 @@ async def _allocate(
         item.location_branch_id = branch_id
         shelf_until = values.get("shelf_until")
         if here and isinstance(shelf_until, dt.date):
-            await _pickup_notice(session, hold, title, branch, shelf_until)
+            notified = values.get("notified_on")
+            await _pickup_notice(
+                session,
+                hold,
+                title,
+                branch,
+                shelf_until,
+                notified if isinstance(notified, dt.date) else today,
+            )
         return Outcome(
             "to_hold_shelf" if here else "to_transit",
             item.barcode,
@@ -202,15 +210,17 @@ async def _ready_values(
 
 
 async def _pickup_notice(
-    session: AsyncSession, hold: Hold, title: str, branch: Branch, shelf_until: dt.date
+    session: AsyncSession, hold: Hold, title: str, branch: Branch, shelf_until: dt.date, notified_on: dt.date
 ) -> None:
     if hold.contact != "email":
         return  # phone: it is on the staff's calls-to-make list; none: no contact
+    # Kitakyushu: 用意できた日の翌日に、メールでお知らせします — due on the notification morning.
     await notices.queue(
         session,
         type="pickup_ready",
         patron_id=hold.patron_id,
         hold_id=hold.id,
+        now=dt.datetime.combine(notified_on, dt.time(8)),
         dedup_key=f"pickup_ready:hold:{hold.id}",
         payload={
             "title": title,
@@ -254,7 +264,7 @@ async def receive(
         item.status, item.location_branch_id = "on_hold_shelf", branch_id
         branch = await session.get_one(Branch, branch_id)
         patron = await session.get_one(Patron, hold.patron_id)
-        await _pickup_notice(session, hold, title, branch, hold.shelf_until)  # type: ignore[arg-type]
+        await _pickup_notice(session, hold, title, branch, hold.shelf_until, hold.notified_on)  # type: ignore[arg-type]
         outcome = Outcome(
             "to_hold_shelf",
             item.barcode,

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Email, Hold, Notice, Patron
+from app.models import Bib, Email, Hold, Notice, Patron
 
 MAX_ATTEMPTS = 5
 CLAIM_SECONDS = 300
@@ -60,17 +60,19 @@ async def hold_accepted(session: AsyncSession, hold_ids: Sequence[int]) -> None:
         return
     rows = (
         await session.execute(
-            select(Hold.id, Hold.patron_id, Hold.bib_id).where(Hold.id.in_(hold_ids), Hold.contact == "email")
+            select(Hold.id, Hold.patron_id, Bib.title)
+            .join(Bib, Bib.id == Hold.bib_id)
+            .where(Hold.id.in_(hold_ids), Hold.contact == "email")
         )
     ).all()
-    for hold_id, patron_id, bib_id in rows:
+    for hold_id, patron_id, title in rows:
         await queue(
             session,
             type="hold_accepted",
             patron_id=patron_id,
             hold_id=hold_id,
             dedup_key=f"hold_accepted:hold:{hold_id}",
-            payload={"bib_id": bib_id},
+            payload={"title": title},
         )
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from arq import cron
+from arq import cron, func
 from arq.connections import RedisSettings
 
+from app.clock import TZ
 from app.db import make_engine, make_sessionmaker
 from app.settings import get_settings
+from app.tasks.daily import daily_jobs
 from app.tasks.heartbeat import heartbeat
+from app.tasks.mailer import send_notices
+from app.tasks.queue import queue_name
 
 
 async def on_startup(ctx: dict[str, Any]) -> None:
@@ -26,8 +30,13 @@ async def on_shutdown(ctx: dict[str, Any]) -> None:
 class WorkerSettings:
     """Static part of the worker's settings; run_worker() adds what depends on the environment."""
 
-    functions: ClassVar = [heartbeat]
-    cron_jobs: ClassVar = [cron(heartbeat, second=0, run_at_startup=True, unique=True)]
+    functions: ClassVar = [heartbeat, func(send_notices, keep_result=0), daily_jobs]
+    cron_jobs: ClassVar = [
+        cron(heartbeat, second=0, run_at_startup=True, unique=True),
+        cron(send_notices, second=30, run_at_startup=True, unique=True),
+        cron(daily_jobs, hour=6, minute=0, second=0, unique=True),  # 06:00 in the library's time zone
+    ]
+    timezone = TZ
     on_startup = on_startup
     on_shutdown = on_shutdown
     max_tries = 5
@@ -38,6 +47,6 @@ def environment_overrides() -> dict[str, Any]:
     settings = get_settings()
     return {
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
-        "queue_name": f"{settings.redis_namespace}:queue",
+        "queue_name": queue_name(settings.redis_namespace),
         "health_check_key": f"{settings.redis_namespace}:worker:health",
     }

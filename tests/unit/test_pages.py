@@ -62,9 +62,12 @@ async def test_every_ui_string_has_a_japanese_translation() -> None:
     missing = []
     for _file, _line, message, _comments, _ctx in extract_from_dir(
         "app",
-        method_map=[("**.py", "python"), ("templates/**.html", "jinja2")],
+        method_map=[("**.py", "python"), ("templates/**.html", "jinja2"), ("templates/**.txt", "jinja2")],
         keywords=keywords,
-        options_map={"templates/**.html": {"extensions": "jinja2.ext.i18n"}},
+        options_map={
+            "templates/**.html": {"extensions": "jinja2.ext.i18n"},
+            "templates/**.txt": {"extensions": "jinja2.ext.i18n"},
+        },
     ):
         key = message[0] if isinstance(message, tuple) else message
         if key not in catalog:

@@ -96,3 +96,40 @@ def test_development_mailbox_keeps_every_mail(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_migrations_upgrade_a_database_that_holds_data(tmp_path: Path) -> None:
+    """Each migration must run on a library in use, not only on an empty file."""
+    env = _env(tmp_path)
+    import sqlite3
+
+    from app.cli import migrate
+
+    url = env["DATABASE_URL"]
+    migrate(url, "0001")
+    path = url.split("///", 1)[1]
+    with sqlite3.connect(path) as con:
+        con.execute("PRAGMA foreign_keys=ON")
+        con.execute("INSERT INTO branches (code, name_ja, name_en) VALUES ('b', 'b', 'b')")
+        con.execute(
+            "INSERT INTO patrons (card_number, card_expires_on, name) VALUES ('100000017', '2030-01-01', 'x')"
+        )
+        con.execute("INSERT INTO bibs (title) VALUES ('吾輩は猫である')")
+        con.execute("INSERT INTO items (barcode, bib_id, branch_id) VALUES ('1', 1, 1)")
+        con.execute(
+            "INSERT INTO holds (patron_id, bib_id, placed_at, pickup_branch_id) "
+            "VALUES (1, 1, '2026-01-01', 1)"
+        )
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "migrate"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT count(*) FROM holds").fetchone() == (1,)
+        assert con.execute("SELECT rowid FROM bib_fts WHERE bib_fts MATCH '\"猫で\"'").fetchall()
+        assert con.execute("PRAGMA foreign_key_check").fetchall() == []

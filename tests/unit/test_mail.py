@@ -1,0 +1,231 @@
+"""Notices reach a real SMTP server (aiosmtpd) once each, in the patron's language, and survive outages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import make_engine, make_sessionmaker
+from app.models import Bib, Branch, Hold, Item, Notice, Patron, StaffUser
+from app.policy import load_policy
+from app.services import circulation, notices
+from app.settings import Settings
+from app.tasks.mailer import deliver_pending
+from tests.support import REDIS_URL, clear_namespace, free_port, new_namespace
+from tests.unit.conftest import make_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT = load_policy("default")
+FRIDAY = dt.date(2026, 11, 20)
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list = []  # type: ignore[type-arg]
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content, policy=policy.default)))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():  # type: ignore[no-untyped-def]
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, inbox
+    controller.stop()
+
+
+def _settings(database_url: str, namespace: str, tmp_path: Path, port: int) -> Settings:
+    return make_settings(
+        database_url,
+        namespace,
+        tmp_path,
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=str(port),
+        MAIL_FROM="library@example.jp",
+    )
+
+
+async def _return_ginga(db: AsyncSession) -> int:
+    """Hanako returns 銀河鉄道の夜 at central on a Friday: Sato's hold becomes ready (contact: email)."""
+    central = await db.scalar(select(Branch.id).where(Branch.code == "central"))
+    staff = await db.scalar(select(StaffUser.id))
+    item = await db.scalar(
+        select(Item).join(Bib).where(Bib.title == "銀河鉄道の夜", Item.status == "on_loan")
+    )
+    assert central and staff and item
+    await circulation.checkin(
+        db, barcode=item.barcode, branch_id=central, staff_id=staff, today=FRIDAY, policy=DEFAULT
+    )
+    hold_id = await db.scalar(select(Hold.id).where(Hold.status == "ready"))
+    assert hold_id is not None
+    return hold_id
+
+
+async def test_pickup_mail_goes_the_next_morning_once(
+    db: AsyncSession, database_url: str, namespace: str, tmp_path: Path, smtp
+) -> None:  # type: ignore[no-untyped-def]
+    controller, inbox = smtp
+    settings = _settings(database_url, namespace, tmp_path, controller.port)
+    maker = make_sessionmaker(make_engine(database_url))
+    await _return_ginga(db)
+    friday_evening = dt.datetime(2026, 11, 20, 20, 0)
+    assert await deliver_pending(maker, settings, now=friday_evening) == {"sent": 0, "not_sent": 0}
+    saturday = dt.datetime(2026, 11, 21, 8, 30)
+    assert await deliver_pending(maker, settings, now=saturday) == {"sent": 1, "not_sent": 0}
+    assert await deliver_pending(maker, settings, now=saturday) == {"sent": 0, "not_sent": 0}  # never twice
+    ((recipients, message),) = inbox.messages
+    assert recipients == ["sato@example.jp"]
+    assert message["Subject"] == "【市立図書館】予約資料のご用意ができました"  # Sato reads Japanese
+    text = message.get_body(("plain",)).get_content()
+    assert (
+        "佐藤 優 様" in text and "銀河鉄道の夜" in text and "中央図書館" in text and "2026年11月29日" in text
+    )
+    html = message.get_body(("html",)).get_content()
+    assert "銀河鉄道の夜" in html and "<p>" in html
+
+
+async def test_english_patron_gets_english_mail(
+    db: AsyncSession, database_url: str, namespace: str, tmp_path: Path, smtp
+) -> None:  # type: ignore[no-untyped-def]
+    controller, inbox = smtp
+    await db.execute(
+        update(Patron).where(Patron.card_number == "100000066").values(lang="en", name_en="Yu Sato")
+    )
+    await db.commit()
+    await _return_ginga(db)
+    maker = make_sessionmaker(make_engine(database_url))
+    await deliver_pending(
+        maker, _settings(database_url, namespace, tmp_path, controller.port), now=dt.datetime(2026, 11, 21, 9)
+    )
+    ((_, message),) = inbox.messages
+    assert message["Subject"] == "[City Library] Your hold is ready for pickup"
+    assert "Dear Yu Sato," in message.get_body(("plain",)).get_content()
+
+
+async def test_smtp_down_keeps_the_mail_pending_then_sends_it(
+    db: AsyncSession, database_url: str, namespace: str, tmp_path: Path, smtp
+) -> None:  # type: ignore[no-untyped-def]
+    controller, inbox = smtp
+    await _return_ginga(db)
+    maker = make_sessionmaker(make_engine(database_url))
+    down = _settings(database_url, namespace, tmp_path, free_port())  # nothing listens there
+    saturday = dt.datetime(2026, 11, 21, 9)
+    assert await deliver_pending(maker, down, now=saturday) == {"sent": 0, "not_sent": 1}
+    notice = await db.scalar(
+        select(Notice).where(Notice.type == "pickup_ready").execution_options(populate_existing=True)
+    )
+    assert notice is not None and notice.status == "pending" and notice.attempts == 1 and notice.last_error
+    up = _settings(database_url, namespace, tmp_path, controller.port)
+    assert await deliver_pending(maker, up, now=saturday) == {"sent": 0, "not_sent": 0}  # backing off
+    assert await deliver_pending(maker, up, now=saturday + dt.timedelta(minutes=2)) == {
+        "sent": 1,
+        "not_sent": 0,
+    }
+    assert len(inbox.messages) == 1
+
+
+async def test_repeated_failures_end_as_failed(
+    db: AsyncSession, database_url: str, namespace: str, tmp_path: Path
+) -> None:
+    await _return_ginga(db)
+    maker = make_sessionmaker(make_engine(database_url))
+    down = _settings(database_url, namespace, tmp_path, free_port())
+    when = dt.datetime(2026, 11, 21, 9)
+    for _ in range(notices.MAX_ATTEMPTS):
+        await deliver_pending(maker, down, now=when)
+        when += dt.timedelta(hours=1)
+    assert (await db.scalar(select(Notice.status).execution_options(populate_existing=True))) == "failed"
+
+
+async def test_no_confirmed_address_is_marked_not_sent(
+    db: AsyncSession, database_url: str, namespace: str, tmp_path: Path, smtp
+) -> None:  # type: ignore[no-untyped-def]
+    controller, inbox = smtp
+    taro = await db.scalar(select(Patron.id).where(Patron.card_number == "100000025"))
+    assert taro is not None
+    await notices.queue(
+        db,
+        type="card_expiry",
+        patron_id=taro,
+        dedup_key="card_expiry:test",
+        payload={"expires_on": "2026-12-31"},
+        now=dt.datetime(2026, 11, 1),
+    )
+    await db.commit()
+    maker = make_sessionmaker(make_engine(database_url))
+    result = await deliver_pending(
+        maker, _settings(database_url, namespace, tmp_path, controller.port), now=dt.datetime(2026, 11, 2)
+    )
+    assert result == {"sent": 0, "not_sent": 1} and not inbox.messages
+
+
+async def test_dedup_key_makes_deciding_twice_harmless(db: AsyncSession) -> None:
+    taro = await db.scalar(select(Patron.id).where(Patron.card_number == "100000025"))
+    assert taro is not None
+    first = await notices.queue(db, type="overdue", patron_id=taro, dedup_key="overdue:x")
+    second = await notices.queue(db, type="overdue", patron_id=taro, dedup_key="overdue:x")
+    await db.commit()
+    assert (first, second) == (True, False)
+
+
+def test_jobs_run_command_sends_the_days_mail(database_url: str, tmp_path: Path, smtp) -> None:  # type: ignore[no-untyped-def]
+    controller, inbox = smtp
+    namespace = new_namespace()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "VAR_DIR": str(tmp_path),
+        "APP_ENV": "test",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(controller.port),
+        "REDIS_URL": REDIS_URL,
+        "REDIS_NAMESPACE": namespace,
+    }
+    # Hanako has opted in to due-date reminders; her renewable loan is due in 4 days (policy: 2 days before).
+    import sqlite3
+
+    path = database_url.split("///", 1)[1]
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE patrons SET notify_due = 1 WHERE card_number = '100000017'")
+        due = con.execute(
+            "SELECT l.due_on FROM loans l JOIN items i ON i.id = l.item_id JOIN bibs b ON b.id = i.bib_id "
+            "WHERE b.title = '吾輩は猫である'"
+        ).fetchone()[0]
+    day = (dt.date.fromisoformat(due) - dt.timedelta(days=2)).isoformat()
+    try:
+        for _ in range(2):  # twice for the same day: one mail
+            done = subprocess.run(
+                [sys.executable, "-m", "app", "jobs", "run", "--date", day],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+        assert "due_reminder" in done.stdout
+        reminders = [m for _, m in inbox.messages if "返却期限" in m["Subject"]]
+        assert len(reminders) == 1 and "吾輩は猫である" in reminders[0].get_body(("plain",)).get_content()
+        bad = subprocess.run(
+            [sys.executable, "-m", "app", "jobs", "run", "--date", "tomorrow"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+    finally:
+        clear_namespace(namespace)
