@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 from functools import lru_cache
@@ -43,6 +44,7 @@ from app.routes._deps import (
     provide_policy,
 )
 from app.routes._render import TEXT_SIZES, render, safe_next, wants_fragment
+from app.routes.staff import StaffLoginRequired, provide_staff
 from app.services.ratelimit import RateLimiter
 from app.sessions import RotatingSessionConfig
 from app.settings import Settings, get_settings
@@ -64,6 +66,7 @@ def _jinja_env() -> Environment:
     # autoescaped like any other value; it saves Jinja's Markup round trip on every string.
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=False)  # type: ignore[attr-defined]
     env.globals["static"] = _static_url
+    env.filters["todate"] = lambda value: dt.date.fromisoformat(value) if isinstance(value, str) else value
     return env
 
 
@@ -188,6 +191,13 @@ def _quote(path: str) -> str:
     return quote(path, safe="/")
 
 
+def _staff_login_redirect(request: Request, _exc: Exception) -> Response:
+    url = request.app.route_reverse("staff:login")
+    if getattr(request, "htmx", None):
+        return ClientRedirect(redirect_to=url)
+    return Redirect(path=url, status_code=303)
+
+
 def _password_redirect(request: Request, _exc: Exception) -> Response:
     url = request.app.route_reverse("account:password")
     if getattr(request, "htmx", None):
@@ -280,6 +290,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "db": Provide(provide_db),
             "patron": Provide(provide_patron, sync_to_thread=False),
             "policy": Provide(provide_policy, sync_to_thread=False),
+            "staff": Provide(provide_staff, sync_to_thread=False),
         },
         request_class=HTMXRequest,
         plugins=[HTMXPlugin()],
@@ -311,6 +322,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={
             LoginRequired: _login_redirect,
             PasswordChangeRequired: _password_redirect,
+            StaffLoginRequired: _staff_login_redirect,
             HTTPException: _error_page,
             NotFoundException: _error_page,
             PermissionDeniedException: _error_page,

@@ -1,6 +1,6 @@
 """Every route handler, gathered for create_app()."""
 
-from app.routes import auth, cart, catalog, holds, loans, pages
+from app.routes import auth, cart, catalog, holds, loans, pages, staff
 
 ROUTES = [
     pages.home,
@@ -32,4 +32,17 @@ ROUTES = [
     holds.change_contact,
     holds.suspend,
     holds.resume,
+    staff.login_page,
+    staff.login,
+    staff.logout,
+    staff.counter,
+    staff.checkout,
+    staff.checkin,
+    staff.receive,
+    staff.collect,
+    staff.temporary_password,
+    staff.calendar_page,
+    staff.calendar_add,
+    staff.calendar_delete,
+    staff.failed_notices,
 ]
