@@ -62,8 +62,8 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class LiveServer:
-    def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.url, self.process, self.log = url, process, log
+    def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path, env: dict[str, str]) -> None:
+        self.url, self.process, self.log, self.env = url, process, log, env
 
 
 @pytest.fixture
@@ -105,7 +105,23 @@ def server(demo_template: Path, tmp_path: Path, request: pytest.FixtureRequest) 
                 process.kill()
                 raise RuntimeError(f"the server did not start:\n{log.read_text()}") from None
             time.sleep(0.2)
-    yield LiveServer(url, process, log)
+    yield LiveServer(
+        url,
+        process,
+        log,
+        {
+            k: env[k]
+            for k in (
+                "APP_ENV",
+                "DATABASE_URL",
+                "REDIS_URL",
+                "REDIS_NAMESPACE",
+                "VAR_DIR",
+                "SECRET_KEY",
+                "LIBRARY_POLICY",
+            )
+        },
+    )
     process.terminate()
     try:
         process.wait(timeout=10)
