@@ -7,6 +7,7 @@ ROUTES = [
     pages.health,
     pages.mylibrary,
     pages.favicon,
+    pages.dev_mail,
     auth.login_page,
     auth.login,
     auth.logout,

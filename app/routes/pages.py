@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from email import message_from_bytes
+from email import policy as email_policy
+
 from litestar import MediaType, Request, get
 from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,3 +58,24 @@ async def favicon() -> Redirect:
 async def health() -> str:
     """Liveness for load balancers, and the bare route the benchmarks compare pages with."""
     return "ok"
+
+
+@get("/dev/mail", name="dev:mail")
+async def dev_mail(request: Request) -> object:
+    """The development mailbox (`python -m app mailbox`), newest first: only with APP_ENV=development."""
+    settings = request.app.state.settings
+    if settings.app_env != "development":
+        raise NotFoundException()
+    mails = []
+    for path in sorted((settings.var_dir / "mailbox").glob("*.eml"), reverse=True)[:50]:
+        message = message_from_bytes(path.read_bytes(), policy=email_policy.default)
+        body = message.get_body(("plain",))
+        mails.append(
+            {
+                "subject": message["Subject"],
+                "to": message["To"],
+                "date": message["Date"],
+                "text": body.get_content() if body else "",
+            }
+        )
+    return render(request, "pages/dev_mail.html", mails=mails)

@@ -139,3 +139,29 @@ async def test_health_route_is_plain_and_keeps_no_session(client: AsyncTestClien
     response = await client.get("/healthz")
     assert response.status_code == 200 and response.text == "ok"
     assert "session=" not in response.headers.get("set-cookie", "")
+
+
+async def test_dev_mailbox_only_in_development(client: AsyncTestClient, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert (await client.get("/dev/mail")).status_code == 404  # APP_ENV=test
+
+
+async def test_dev_mailbox_lists_kept_mail(database_url: str, namespace: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from email.message import EmailMessage
+
+    from app.main import create_app
+    from tests.unit.conftest import make_settings
+
+    settings = make_settings(database_url, namespace, tmp_path, APP_ENV="development")
+    box = settings.var_dir / "mailbox"
+    box.mkdir(parents=True)
+    message = EmailMessage()
+    message["Subject"], message["To"] = "【市立図書館】テスト", "hanako@example.jp"
+    message.set_content("<b>本文</b>")
+    (box / "1.eml").write_bytes(bytes(message))
+    async with AsyncTestClient(app=create_app(settings), base_url="http://testserver.local") as dev:
+        page = await dev.get("/dev/mail")
+    assert (
+        page.status_code == 200
+        and "【市立図書館】テスト" in page.text
+        and "&lt;b&gt;本文&lt;/b&gt;" in page.text
+    )
