@@ -229,3 +229,40 @@ def test_jobs_run_command_sends_the_days_mail(database_url: str, tmp_path: Path,
         assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
     finally:
         clear_namespace(namespace)
+
+
+def test_real_arq_worker_sends_pending_mail(db_file_with_pickup: str, tmp_path: Path, smtp) -> None:  # type: ignore[no-untyped-def]
+    controller, inbox = smtp
+    namespace = new_namespace()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_file_with_pickup,
+        "VAR_DIR": str(tmp_path),
+        "APP_ENV": "test",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(controller.port),
+        "REDIS_URL": REDIS_URL,
+        "REDIS_NAMESPACE": namespace,
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "worker", "--burst"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert done.returncode == 0, done.stderr
+        assert [rcpt for rcpt, _ in inbox.messages] == [["sato@example.jp"]]
+    finally:
+        clear_namespace(namespace)
+
+
+@pytest.fixture
+async def db_file_with_pickup(db: AsyncSession, database_url: str) -> str:
+    """A ready hold whose pickup mail is already due (its notification morning has passed)."""
+    await _return_ginga(db)
+    await db.execute(update(Notice).values(next_attempt_at=dt.datetime(2020, 1, 1)))
+    await db.commit()
+    return database_url
