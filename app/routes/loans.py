@@ -20,6 +20,24 @@ def refusal_text(reason: str, policy: NamedDependency[Policy]) -> str:
     return gettext(loans.REFUSAL_MESSAGES[reason], days=policy.renewal_window_days)
 
 
+def _flash_result(request: Request, result: loans.RenewResult, policy: Policy) -> None:
+    """The outcome of one renewal, for the page after the redirect (no JavaScript)."""
+    if result.renewed:
+        text = gettext(
+            "Renewed “%(title)s”. New due date: %(date)s.",
+            title=result.loan.title,
+            date=format_date(result.loan.due_on),
+        )
+        flash(request, text, "ok")
+    else:
+        text = gettext(
+            "“%(title)s” was not renewed: %(reason)s",
+            title=result.loan.title,
+            reason=refusal_text(result.reason or "", policy),
+        )
+        flash(request, text, "error")
+
+
 @get("/loans", name="loans:list")
 async def loans_page(
     request: Request,
@@ -58,26 +76,7 @@ async def renew(
             loan=result.loan,
             refusal_text=lambda r: refusal_text(r, policy),
         )
-    if result.renewed:
-        flash(
-            request,
-            gettext(
-                "Renewed “%(title)s”. New due date: %(date)s.",
-                title=result.loan.title,
-                date=format_date(result.loan.due_on),
-            ),
-            "ok",
-        )
-    else:
-        flash(
-            request,
-            gettext(
-                "“%(title)s” was not renewed: %(reason)s",
-                title=result.loan.title,
-                reason=refusal_text(result.reason or "", policy),
-            ),
-            "error",
-        )
+    _flash_result(request, result, policy)
     return redirect(request.app.route_reverse("loans:list"))
 
 
@@ -107,24 +106,5 @@ async def renew_all(
         )
     flash(request, summary, "ok" if renewed else "info")
     for r in results:
-        if r.renewed:
-            flash(
-                request,
-                gettext(
-                    "Renewed “%(title)s”. New due date: %(date)s.",
-                    title=r.loan.title,
-                    date=format_date(r.loan.due_on),
-                ),
-                "ok",
-            )
-        else:
-            flash(
-                request,
-                gettext(
-                    "“%(title)s” was not renewed: %(reason)s",
-                    title=r.loan.title,
-                    reason=refusal_text(r.reason or "", policy),
-                ),
-                "error",
-            )
+        _flash_result(request, r, policy)
     return redirect(request.app.route_reverse("loans:list"))
