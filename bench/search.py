@@ -1,0 +1,198 @@
+"""Catalogue search benchmark: catalog.search() in-process against synthetic catalogues of growing size.
+
+It measures the service function the search page calls, on the same inline-read engine the web
+pages use, so HTTP and templates do not blur what the index costs. Each size gets a fresh migrated
+file filled by bench/generate.py. Every query kind cycles through about twenty different queries so
+SQLite's page cache is warm (as in production) but no single result set is replayed. The targets
+(p95 ≤ 20 ms at 1 M bibs, 1 M at most 3× the 10 k cost) are printed, not enforced: machines differ.
+
+    python -m bench.search [--sizes 10000,100000,1000000] [--queries 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.generate import GenerateStats, generate, query_sets
+
+ROOT = Path(__file__).resolve().parent.parent
+BRANCH_IDS = [1, 2, 3]
+WARMUP = 10
+TARGET_P95_MS = 20.0
+TARGET_RATIO = 3.0
+SORTS = ("relevance", "newest")
+
+
+@dataclass(frozen=True)
+class Result:
+    """Timings of one (size, query kind, sort) cell of the table."""
+
+    size: int
+    kind: str
+    sort: str
+    p50_ms: float
+    p95_ms: float
+    min_total: int
+    max_total: int
+    capped: bool
+
+    @property
+    def matches(self) -> str:
+        top = f"{self.max_total}+ (capped)" if self.capped else str(self.max_total)
+        return top if self.min_total == self.max_total else f"{self.min_total}–{top}"
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile: with 200 runs p95 is the 190th, no interpolation to argue about."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered)) - 1))]
+
+
+def make_database(directory: Path, size: int) -> str:
+    """A freshly migrated SQLite file; migrating through the app's CLI gives exactly the app's schema."""
+    path = directory / f"search-{size}.sqlite3"
+    url = f"sqlite+aiosqlite:///{path}"
+    env = {**os.environ, "DATABASE_URL": url, "VAR_DIR": str(directory / f"var-{size}")}
+    subprocess.run(
+        [sys.executable, "-m", "app", "migrate"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL
+    )
+    return url
+
+
+async def measure(url: str, size: int, queries: int, seed: int = 0) -> list[Result]:
+    """p50/p95 of catalog.search() per query kind and sort, a new session per call as a request has."""
+    from app import db
+    from app.services import catalog
+
+    engine = db.make_engine(url, inline_reads=True)
+    sessions = db.make_sessionmaker(engine)
+    results: list[Result] = []
+    try:
+        for kind, texts in query_sets().items():
+            for sort in SORTS:
+                order = texts[:]
+                random.Random(f"{seed}-{kind}-{sort}").shuffle(order)
+                params = [catalog.parse_params({"q": q, "sort": sort}, BRANCH_IDS) for q in order]
+                timings: list[float] = []
+                totals: dict[str, tuple[int, bool]] = {}
+                for run in range(WARMUP + queries):
+                    p = params[run % len(params)]
+                    async with sessions() as session:
+                        started = time.perf_counter()
+                        page = await catalog.search(session, p)
+                        elapsed = time.perf_counter() - started
+                    if run >= WARMUP:
+                        timings.append(elapsed * 1000)
+                    totals[p.q] = (page.total, page.total_capped)
+                results.append(
+                    Result(
+                        size,
+                        kind,
+                        sort,
+                        statistics.median(timings),
+                        _percentile(timings, 95),
+                        min(t for t, _ in totals.values()),
+                        max(t for t, _ in totals.values()),
+                        any(c for _, c in totals.values()),
+                    )
+                )
+    finally:
+        await engine.dispose()
+    return results
+
+
+def print_generation(generated: list[tuple[int, GenerateStats]]) -> None:
+    """Generation cost is reported too: the full reindex is what a migration or `reindex` costs."""
+    print("| size | items | insert s | reindex_all_sync s |")
+    print("|---:|---:|---:|---:|")
+    for size, stats in generated:
+        print(f"| {size:,} | {stats.items:,} | {stats.insert_seconds:.1f} | {stats.index_seconds:.1f} |")
+    print()
+
+
+def print_table(results: list[Result]) -> None:
+    print("| size | query kind | sort | matches | p50 ms | p95 ms |")
+    print("|---:|---|---|---:|---:|---:|")
+    for r in results:
+        print(f"| {r.size:,} | {r.kind} | {r.sort} | {r.matches} | {r.p50_ms:.2f} | {r.p95_ms:.2f} |")
+
+
+def print_targets(results: list[Result]) -> None:
+    """The two targets, read off the largest and smallest sizes measured."""
+    sizes = sorted({r.size for r in results})
+    small, large = sizes[0], sizes[-1]
+    cell = {(r.size, r.kind, r.sort): r for r in results}
+    print()
+    print(
+        f"Targets: p95 ≤ {TARGET_P95_MS:.0f} ms at 1,000,000 bibs; "
+        f"1,000,000 at most {TARGET_RATIO:.0f}× the 10,000 p95."
+    )
+    slow = [r for r in results if r.size == large and r.p95_ms > TARGET_P95_MS]
+    verdict = "all within" if not slow else f"{len(slow)} cell(s) over"
+    note = "" if large == 1_000_000 else " (1,000,000 not measured: largest size shown instead)"
+    print(f"p95 at {large:,}: {verdict} {TARGET_P95_MS:.0f} ms{note}")
+    if small == large:
+        return
+    parts = []
+    for kind in dict.fromkeys(r.kind for r in results):
+        ratios = [
+            f"{sort} {cell[(large, kind, sort)].p95_ms / cell[(small, kind, sort)].p95_ms:.1f}×"
+            for sort in SORTS
+        ]
+        parts.append(f"{kind}: {', '.join(ratios)}")
+    print(f"p95({large:,})/p95({small:,}): " + "; ".join(parts))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated bib counts")
+    parser.add_argument("--queries", type=int, default=200, help="measured runs per query kind and sort")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="keep the generated files (path is printed)")
+    args = parser.parse_args(argv)
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+
+    directory = Path(tempfile.mkdtemp(prefix="bench-search-"))
+    results: list[Result] = []
+    generated: list[tuple[int, GenerateStats]] = []
+    try:
+        for size in sizes:
+            url = make_database(directory, size)
+            stats = generate(url, size, args.seed)
+            print(
+                f"{size:,} bibs: {stats.items:,} items; insert {stats.insert_seconds:.1f} s, "
+                f"index {stats.index_seconds:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            generated.append((size, stats))
+            results.extend(asyncio.run(measure(url, size, args.queries, args.seed)))
+            if not args.keep:
+                for leftover in directory.glob(f"search-{size}.sqlite3*"):
+                    leftover.unlink()
+    finally:
+        if args.keep:
+            print(f"databases kept in {directory}", file=sys.stderr)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+    print_generation(generated)
+    print_table(results)
+    print_targets(results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
