@@ -3,8 +3,9 @@
 Search stays behind search(): on SQLite it uses the FTS5 table `bib_fts` (see search_text.py
 for how Japanese is indexed); on other databases a LIKE fallback keeps the app working until
 the PostgreSQL index lands. Index rows use rowid = pub_year << 32 | bib id, so "newest first"
-is the index's own order and needs no sort; relevance ranks the 2 000 newest matches by bm25,
-which keeps a common two-character query fast at a million titles (docs/performance-notes.md).
+is the index's own order and needs no sort. Relevance ranks by bm25 when at most 1 000 titles
+match and shows a broader result newest first: bm25 reads statistics of every match, which made a
+common kana reading cost 27 ms at a million titles (bench/search.py; docs/performance-notes.md).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from app.services.search_text import bigram_text, char_text, term_expression
 PAGE_SIZE = 20
 MAX_PAGE = 500
 MAX_QUERY = 200
-RANK_CANDIDATES = 2000
-COUNT_CAP = 10_000
+RANK_CANDIDATES = 1000
+COUNT_CAP = 1000
 SORTS = ("relevance", "newest")
 LOW32 = 0xFFFFFFFF
 
