@@ -94,7 +94,13 @@ async def _jobs_run(day: str, send: bool) -> int:
         print(f"Daily work for {date}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         if send:
             end_of_day = dt.datetime.combine(date, dt.time(23, 59), tzinfo=clock.TZ)
-            result = await deliver_pending(maker, settings, now=end_of_day)
+            from redis.asyncio import Redis
+
+            redis = Redis.from_url(settings.redis_url)
+            try:
+                result = await deliver_pending(maker, settings, now=end_of_day, redis=redis)
+            finally:
+                await redis.aclose()
             print(f"Mail: sent {result['sent']}, not sent {result['not_sent']}.")
     finally:
         await engine.dispose()

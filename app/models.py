@@ -287,6 +287,7 @@ class Notice(Base):
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     claimed_until: Mapped[dt.datetime | None] = mapped_column(DateTime)  # a worker is sending it until then
+    claimed_by: Mapped[str | None] = mapped_column(String(60))  # which worker (see app/tasks/mailer.py)
 
 
 class StaffAudit(Base):

@@ -89,23 +89,38 @@ class Outgoing:
     attempts: int
 
 
-async def claim_batch(session: AsyncSession, *, now: dt.datetime, limit: int = 50) -> list[Outgoing]:
-    """Claim up to `limit` due notices for this worker (others skip them until the claim expires)."""
+async def claim_batch(
+    session: AsyncSession,
+    *,
+    now: dt.datetime,
+    worker_id: str,
+    live_workers: Sequence[str] | None = None,
+    limit: int = 50,
+) -> list[Outgoing]:
+    """Claim up to `limit` due notices for `worker_id`.
+
+    A claim lasts CLAIM_SECONDS; when the caller knows which workers are alive (`live_workers`), a
+    claim held by a worker that is not — killed mid-batch — is taken over at once.
+    """
     stamp = now.replace(tzinfo=None)
+    unclaimed = [Notice.claimed_by.is_(None), Notice.claimed_until < stamp]
+    if live_workers is not None:
+        unclaimed.append(Notice.claimed_by.not_in(list(live_workers) or [""]))
     due = and_(
         Notice.status == "pending",
         or_(Notice.next_attempt_at.is_(None), Notice.next_attempt_at <= stamp),
-        or_(Notice.claimed_until.is_(None), Notice.claimed_until < stamp),
+        or_(*unclaimed),
     )
     ids = (await session.scalars(select(Notice.id).where(due).order_by(Notice.id).limit(limit))).all()
     if not ids:
         await session.commit()
         return []
+    until = stamp + dt.timedelta(seconds=CLAIM_SECONDS)
     # Compare-and-set: only the rows still unclaimed become ours (another worker may race us).
     await session.execute(
         update(Notice)
         .where(Notice.id.in_(ids), due)
-        .values(claimed_until=stamp + dt.timedelta(seconds=CLAIM_SECONDS), attempts=Notice.attempts + 1)
+        .values(claimed_by=worker_id, claimed_until=until, attempts=Notice.attempts + 1)
         .execution_options(synchronize_session=False)
     )
     claimed = (
@@ -113,7 +128,8 @@ async def claim_batch(session: AsyncSession, *, now: dt.datetime, limit: int = 5
             select(Notice, Patron.lang, Patron.name, Patron.name_en, Hold.email_id)
             .join(Patron, Patron.id == Notice.patron_id)
             .outerjoin(Hold, Hold.id == Notice.hold_id)
-            .where(Notice.id.in_(ids), Notice.claimed_until == stamp + dt.timedelta(seconds=CLAIM_SECONDS))
+            .where(Notice.id.in_(ids), Notice.claimed_by == worker_id, Notice.claimed_until == until)
+            .order_by(Notice.id)
         )
     ).all()
     await session.commit()
@@ -148,7 +164,13 @@ async def mark_sent(session: AsyncSession, notice_id: int, *, now: dt.datetime) 
     await session.execute(
         update(Notice)
         .where(Notice.id == notice_id)
-        .values(status="sent", sent_at=now.replace(tzinfo=None), claimed_until=None, last_error=None)
+        .values(
+            status="sent",
+            sent_at=now.replace(tzinfo=None),
+            claimed_until=None,
+            claimed_by=None,
+            last_error=None,
+        )
     )
     await session.commit()
 
@@ -165,6 +187,7 @@ async def mark_failed_attempt(
             status="failed" if final else "pending",
             last_error=error[:500],
             claimed_until=None,
+            claimed_by=None,
             next_attempt_at=now.replace(tzinfo=None) + dt.timedelta(minutes=2 ** (attempts - 1)),
         )
     )
@@ -176,7 +199,7 @@ async def mark_undeliverable(session: AsyncSession, notice_id: int, reason: str,
     await session.execute(
         update(Notice)
         .where(Notice.id == notice_id)
-        .values(status="failed", last_error=reason, claimed_until=None)
+        .values(status="failed", last_error=reason, claimed_until=None, claimed_by=None)
     )
     await session.commit()
 

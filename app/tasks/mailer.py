@@ -1,11 +1,18 @@
-"""The job that sends pending notices: claim a batch, send each, mark each sent (or retry later)."""
+"""The job that sends pending notices: claim a batch, send each, mark each sent (or retry later).
+
+Each sender announces itself in Redis (`<namespace>:mailer:<id>`, renewed with every mail, gone 60 s
+after it stops). A sender killed mid-batch leaves claims behind; the next sender sees that their
+owner is no longer announced and takes them over at once, so every notice still goes out, once.
+"""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import aiosmtplib
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import clock, mail
@@ -13,20 +20,44 @@ from app.services import notices
 from app.settings import Settings
 
 log = logging.getLogger("app.mailer")
+ALIVE_SECONDS = 60
 
 
-async def deliver_pending(
-    maker: async_sessionmaker[AsyncSession], settings: Settings, *, now=None
-) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def _alive_key(namespace: str, worker_id: str = "") -> str:
+    return f"{namespace}:mailer:{worker_id}"
+
+
+async def _announce(redis: Redis | None, namespace: str, worker_id: str) -> list[str] | None:
+    """Say this sender is alive; return every sender that is (None without Redis)."""
+    if redis is None:
+        return None
+    await redis.set(_alive_key(namespace, worker_id), "1", ex=ALIVE_SECONDS)
+    prefix = _alive_key(namespace)
+    return [key.decode()[len(prefix) :] async for key in redis.scan_iter(match=prefix + "*", count=1000)]
+
+
+async def deliver_pending(  # type: ignore[no-untyped-def]
+    maker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    now=None,
+    redis: Redis | None = None,
+    worker_id: str | None = None,
+) -> dict[str, int]:
     """Send every notice that is due; safe to run in several workers at once and to run again."""
-    now = now or clock.now()
+    worker_id = worker_id or f"run-{uuid.uuid4().hex[:12]}"
     sent = failed = 0
     async with maker() as session:
-        while batch := await notices.claim_batch(session, now=now):
+        while True:
+            live = await _announce(redis, settings.redis_namespace, worker_id)
+            when = now or clock.now()
+            batch = await notices.claim_batch(session, now=when, worker_id=worker_id, live_workers=live)
+            if not batch:
+                break
             for notice in batch:
                 if not notice.recipients:
                     await notices.mark_undeliverable(
-                        session, notice.id, "no confirmed email address", now=now
+                        session, notice.id, "no confirmed email address", now=when
                     )
                     failed += 1
                     continue
@@ -35,15 +66,21 @@ async def deliver_pending(
                 except (aiosmtplib.SMTPException, OSError) as error:
                     log.warning("notice %s not sent (attempt %s): %s", notice.id, notice.attempts, error)
                     await notices.mark_failed_attempt(
-                        session, notice.id, str(error), attempts=notice.attempts, now=now
+                        session, notice.id, str(error), attempts=notice.attempts, now=when
                     )
                     failed += 1
                     continue
-                await notices.mark_sent(session, notice.id, now=now)
+                await notices.mark_sent(session, notice.id, now=when)
                 sent += 1
+                if redis is not None:
+                    await redis.expire(_alive_key(settings.redis_namespace, worker_id), ALIVE_SECONDS)
+    if redis is not None:
+        await redis.delete(_alive_key(settings.redis_namespace, worker_id))
     return {"sent": sent, "not_sent": failed}
 
 
 async def send_notices(ctx: dict[str, Any]) -> dict[str, int]:
     """arq job: runs every minute and whenever the web side has just decided a mail."""
-    return await deliver_pending(ctx["sessionmaker"], ctx["settings"])
+    return await deliver_pending(
+        ctx["sessionmaker"], ctx["settings"], redis=ctx["redis"], worker_id=ctx["worker_id"]
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar
 
 from arq import cron, func
@@ -21,6 +22,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     ctx["settings"] = settings
     ctx["engine"] = make_engine(settings.database_url)
     ctx["sessionmaker"] = make_sessionmaker(ctx["engine"])
+    ctx["worker_id"] = f"worker-{uuid.uuid4().hex[:12]}"
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
