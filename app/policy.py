@@ -12,6 +12,7 @@ PRESET_DIR = Path(__file__).parent / "policies"
 PRESETS = ("default", "fukuoka", "koga", "kitakyushu", "yokohama", "fukushima")
 PASSWORD_CLASSES = ("letter", "digit", "symbol")
 CONTACTS = ("email", "phone", "none")
+BARCODES = ("nw-7", "code39", "code128")
 
 
 class PolicyError(ValueError):
@@ -48,6 +49,7 @@ class Policy:
     max_emails: int = 3
     session_timeout_minutes: int = 60
     due_reminder_days: int = 2
+    card_barcode: str = "nw-7"  # symbology of the digital card: nw-7 (Codabar), code39 or code128
 
     @property
     def card_regex(self) -> re.Pattern[str]:
@@ -85,6 +87,8 @@ def _coerce(name: str, data: dict[str, object]) -> Policy:
         raise PolicyError("password_min_length exceeds password_max_length")
     if not policy.card_prefix.isdigit() and policy.card_prefix:
         raise PolicyError("card_prefix must be digits")
+    if policy.card_barcode not in BARCODES:
+        raise PolicyError(f"card_barcode must be one of {', '.join(BARCODES)}")
     if policy.card_length <= len(policy.card_prefix):
         raise PolicyError("card_length must be longer than card_prefix")
     return policy

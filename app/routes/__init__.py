@@ -8,6 +8,7 @@ ROUTES = [
     pages.mylibrary,
     pages.favicon,
     pages.dev_mail,
+    pages.digital_card,
     auth.login_page,
     auth.login,
     auth.logout,

@@ -15,7 +15,7 @@ from app import clock
 from app.policy import Policy
 from app.routes._render import redirect, render, session_patron
 from app.routes.loans import refusal_text
-from app.services import holds, loans
+from app.services import card, holds, loans
 from app.services.accounts import SessionPatron
 
 
@@ -79,3 +79,12 @@ async def dev_mail(request: Request) -> object:
             }
         )
     return render(request, "pages/dev_mail.html", mails=mails)
+
+
+@get("/card", name="card:digital")
+async def digital_card(
+    request: Request, patron: NamedDependency[SessionPatron], policy: NamedDependency[Policy]
+) -> object:
+    """The library card on the phone: the number as a barcode the counter's scanner reads."""
+    svg = card.barcode_svg(patron.card_number, policy.card_barcode)
+    return render(request, "pages/card.html", barcode_svg=svg)

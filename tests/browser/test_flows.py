@@ -117,7 +117,15 @@ def test_no_page_scrolls_sideways_at_360px(phone: Page) -> None:
             assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (path, lang)
     log_in(phone)
     for lang in ("ja", "en"):
-        for path in ["/mylibrary", "/loans", "/holds", "/account/password", "/login?text=large"]:
+        for path in [
+            "/mylibrary",
+            "/loans",
+            "/holds",
+            "/account/password",
+            "/card",
+            "/cart",
+            "/login?text=large",
+        ]:
             phone.goto(f"{path}{'&' if '?' in path else '?'}lang={lang}&text=large")
             assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (path, lang)
 
