@@ -104,6 +104,11 @@ class Patron(Base):
     notify_due: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     notify_overdue: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     notify_expiry: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    notify_pickup: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    notify_arrivals: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    notify_news: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Pre-fills the holds form (初期値設定): contact method; the pickup library is home_branch_id.
+    default_contact: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
 
     emails: Mapped[list[Email]] = relationship(lazy="raise", back_populates="patron")

@@ -11,6 +11,7 @@ from pathlib import Path
 PRESET_DIR = Path(__file__).parent / "policies"
 PRESETS = ("default", "fukuoka", "koga", "kitakyushu", "yokohama", "fukushima")
 PASSWORD_CLASSES = ("letter", "digit", "symbol")
+NOTICE_CHOICES = ("pickup_ready", "due_reminder", "overdue", "card_expiry", "new_arrivals", "library_news")
 CONTACTS = ("email", "phone", "none")
 BARCODES = ("nw-7", "code39", "code128")
 
@@ -49,6 +50,15 @@ class Policy:
     max_emails: int = 3
     session_timeout_minutes: int = 60
     due_reminder_days: int = 2
+    # Notices the patron may switch off or on (the others always follow the library's rule).
+    optional_notices: tuple[str, ...] = (
+        "pickup_ready",
+        "due_reminder",
+        "overdue",
+        "card_expiry",
+        "new_arrivals",
+        "library_news",
+    )
     card_barcode: str = "nw-7"  # symbology of the digital card: nw-7 (Codabar), code39 or code128
 
     @property
@@ -76,8 +86,9 @@ def _coerce(name: str, data: dict[str, object]) -> Policy:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise PolicyError(f"{key} must be a whole number ≥ 0")
         elif isinstance(default, tuple):
-            if not isinstance(value, list) or not all(v in PASSWORD_CLASSES for v in value):
-                raise PolicyError(f"{key} must be a list drawn from {PASSWORD_CLASSES}")
+            allowed = NOTICE_CHOICES if key == "optional_notices" else PASSWORD_CLASSES
+            if not isinstance(value, list) or not all(v in allowed for v in value):
+                raise PolicyError(f"{key} must be a list drawn from {allowed}")
             value = tuple(value)
         elif isinstance(default, str) and not isinstance(value, str):
             raise PolicyError(f"{key} must be a string")

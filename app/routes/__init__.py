@@ -14,6 +14,8 @@ ROUTES = [
     auth.logout,
     auth.password_page,
     auth.change_password,
+    auth.notices_page,
+    auth.save_notices,
     loans.loans_page,
     loans.renew,
     loans.renew_all,

@@ -13,7 +13,7 @@ from app import clock
 from app.i18n import get_language, gettext
 from app.policy import Policy
 from app.routes._render import flash, redirect, render, safe_next, session_patron
-from app.services import accounts
+from app.services import accounts, preferences
 from app.services.accounts import SessionPatron
 from app.services.passwords import RULE_MESSAGES, PasswordRuleBroken
 from app.sessions import ROTATE_KEY
@@ -116,3 +116,55 @@ async def change_password(
     request.session["pw"] = "permanent"
     flash(request, gettext("Your password has been changed."), "ok")
     return redirect(request.app.route_reverse("pages:mylibrary"))
+
+
+@get("/account/notices", name="account:notices")
+async def notices_page(
+    request: Request,
+    patron: NamedDependency[SessionPatron],
+    db: NamedDependency[AsyncSession],
+    policy: NamedDependency[Policy],
+) -> object:
+    return render(request, "account/notices.html", **await _notice_context(db, patron, policy), error=None)
+
+
+async def _notice_context(db: AsyncSession, patron: SessionPatron, policy: Policy) -> dict[str, object]:
+    from app.services import holds
+
+    return {
+        "prefs": await preferences.get(db, patron.id, policy),
+        "labels": preferences.NOTICE_LABELS,
+        "pickups": await holds.pickup_choices(db),
+        "contact_labels": holds.CONTACT_LABELS,
+        "contact_methods": policy.contact_methods,
+    }
+
+
+@post("/account/notices", name="account:notices_post")
+async def save_notices(
+    request: Request,
+    patron: NamedDependency[SessionPatron],
+    db: NamedDependency[AsyncSession],
+    policy: NamedDependency[Policy],
+) -> object:
+    form = await request.form()
+    wanted = {str(v) for v in form.getall("notice")} if "notice" in form else set()
+    try:
+        await preferences.update(
+            db,
+            patron.id,
+            policy,
+            wanted=wanted,
+            pickup=str(form.get("pickup", ""))[:10],
+            contact=str(form.get("contact", ""))[:10],
+        )
+    except preferences.PreferenceError as problem:
+        return render(
+            request,
+            "account/notices.html",
+            status_code=400,
+            **await _notice_context(db, patron, policy),
+            error=gettext(preferences.PREFERENCE_MESSAGES[problem.reason]),
+        )
+    flash(request, gettext("Your settings have been saved."), "ok")
+    return redirect(request.app.route_reverse("account:notices"))

@@ -45,6 +45,7 @@ async def _form_context(db: AsyncSession, patron: SessionPatron, policy: Policy,
         "contacts": await holds.contact_choices(db, patron.id, policy),
         "blocks": [refusal_message(r, policy) for r in blocks.reasons],
         "default_branch": home.home_branch_id if home else None,
+        "default_contact": home.default_contact if home else None,
         "contact_labels": holds.CONTACT_LABELS,
         "chosen": {},
     }

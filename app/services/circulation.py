@@ -186,6 +186,7 @@ async def _allocate(
                 branch,
                 shelf_until,
                 notified if isinstance(notified, dt.date) else today,
+                policy,
             )
         return Outcome(
             "to_hold_shelf" if here else "to_transit",
@@ -210,10 +211,20 @@ async def _ready_values(
 
 
 async def _pickup_notice(
-    session: AsyncSession, hold: Hold, title: str, branch: Branch, shelf_until: dt.date, notified_on: dt.date
+    session: AsyncSession,
+    hold: Hold,
+    title: str,
+    branch: Branch,
+    shelf_until: dt.date,
+    notified_on: dt.date,
+    policy: Policy,
 ) -> None:
     if hold.contact != "email":
         return  # phone: it is on the staff's calls-to-make list; none: no contact
+    if "pickup_ready" in policy.optional_notices and not await session.scalar(
+        select(Patron.notify_pickup).where(Patron.id == hold.patron_id)
+    ):
+        return  # the patron switched this mail off (where the library lets them)
     # Kitakyushu: 用意できた日の翌日に、メールでお知らせします — due on the notification morning.
     await notices.queue(
         session,
@@ -264,7 +275,7 @@ async def receive(
         item.status, item.location_branch_id = "on_hold_shelf", branch_id
         branch = await session.get_one(Branch, branch_id)
         patron = await session.get_one(Patron, hold.patron_id)
-        await _pickup_notice(session, hold, title, branch, hold.shelf_until, hold.notified_on)  # type: ignore[arg-type]
+        await _pickup_notice(session, hold, title, branch, hold.shelf_until, hold.notified_on, policy)  # type: ignore[arg-type]
         outcome = Outcome(
             "to_hold_shelf",
             item.barcode,
