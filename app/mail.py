@@ -20,6 +20,7 @@ from app.services.notices import Outgoing
 from app.settings import Settings
 
 SUBJECTS = {
+    "email_confirmation": N_("[City Library] Please confirm your email address"),
     "hold_accepted": N_("[City Library] Your hold was accepted"),
     "pickup_ready": N_("[City Library] Your hold is ready for pickup"),
     "hold_expired": N_("[City Library] Your hold was not collected and has been cancelled"),

@@ -116,13 +116,19 @@ class Patron(Base):
 
 class Email(Base):
     __tablename__ = "emails"
-    __table_args__ = (UniqueConstraint("patron_id", "address"),)
+    __table_args__ = (
+        UniqueConstraint("patron_id", "address"),
+        Index("uq_emails_token_hash", "token_hash", unique=True),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     patron_id: Mapped[int] = mapped_column(ForeignKey("patrons.id", ondelete="CASCADE"), index=True)
     address: Mapped[str] = mapped_column(String(254))
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+    # Confirmation link: only a hash of the token is kept; it works once, until token_expires_at.
+    token_hash: Mapped[str | None] = mapped_column(String(64))
+    token_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     patron: Mapped[Patron] = relationship(lazy="raise", back_populates="emails")
 
@@ -260,6 +266,7 @@ class Hold(Base):
 
 NOTICE_STATUSES = ("pending", "sent", "failed")
 NOTICE_TYPES = (
+    "email_confirmation",
     "hold_accepted",
     "pickup_ready",
     "hold_expired",

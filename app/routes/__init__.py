@@ -1,6 +1,6 @@
 """Every route handler, gathered for create_app()."""
 
-from app.routes import auth, cart, catalog, holds, loans, pages, staff
+from app.routes import auth, cart, catalog, emails, holds, loans, pages, staff
 
 ROUTES = [
     pages.home,
@@ -16,6 +16,12 @@ ROUTES = [
     auth.change_password,
     auth.notices_page,
     auth.save_notices,
+    emails.emails_page,
+    emails.add,
+    emails.remove,
+    emails.make_default,
+    emails.confirm_page,
+    emails.confirm,
     loans.loans_page,
     loans.renew,
     loans.renew_all,

@@ -141,11 +141,31 @@ async def claim_batch(
         .order_by(Email.id)
     ):
         emails.setdefault(owner_id, []).append((confirmed_id, address))
+    pending_addresses = {
+        r.id: r.address
+        for r in await session.execute(
+            select(Email.id, Email.address).where(
+                Email.id.in_(
+                    [
+                        json.loads(n.payload or "{}").get("email_id", 0)
+                        for n, *_ in claimed
+                        if n.type == "email_confirmation"
+                    ]
+                ),
+                Email.confirmed_at.is_(None),
+            )
+        )
+    }
     out = []
     for notice, lang, name, name_en, email_id in claimed:
         confirmed = emails.get(notice.patron_id, [])
-        # The address the hold names, else every confirmed address (spec 2).
-        chosen = [a for i, a in confirmed if i == email_id] or [a for _, a in confirmed]
+        if notice.type == "email_confirmation":
+            # A confirmation link goes only to the address being confirmed.
+            target = pending_addresses.get(json.loads(notice.payload or "{}").get("email_id", 0))
+            chosen = [target] if target else []
+        else:
+            # The address the hold names, else every confirmed address (spec 2).
+            chosen = [a for i, a in confirmed if i == email_id] or [a for _, a in confirmed]
         out.append(
             Outgoing(
                 notice.id,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import aiosmtplib
@@ -16,7 +17,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import clock, mail
-from app.services import notices
+from app.services import emails, notices
 from app.settings import Settings
 
 log = logging.getLogger("app.mailer")
@@ -61,6 +62,16 @@ async def deliver_pending(  # type: ignore[no-untyped-def]
                     )
                     failed += 1
                     continue
+                if notice.type == "email_confirmation":
+                    email_id = int(str(notice.payload.get("email_id", 0)))
+                    token = await emails.issue_token(session, email_id, now=when)
+                    if token is None:
+                        await notices.mark_undeliverable(
+                            session, notice.id, "address already confirmed", now=when
+                        )
+                        continue
+                    link = f"{settings.base_url}/account/emails/confirm?token={token}"
+                    notice = replace(notice, payload={**notice.payload, "link": link})
                 try:
                     await mail.send(mail.render(notice, settings), settings)
                 except (aiosmtplib.SMTPException, OSError) as error:
