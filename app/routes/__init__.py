@@ -1,6 +1,6 @@
 """Every route handler, gathered for create_app()."""
 
-from app.routes import auth, cart, catalog, emails, holds, loans, pages, staff
+from app.routes import auth, cart, catalog, emails, holds, loans, pages, registration, staff
 
 ROUTES = [
     pages.home,
@@ -16,6 +16,14 @@ ROUTES = [
     auth.change_password,
     auth.notices_page,
     auth.save_notices,
+    registration.terms,
+    registration.agree,
+    registration.identity_page,
+    registration.identity,
+    registration.new_page,
+    registration.set_new,
+    registration.temporary_page,
+    registration.temporary,
     emails.emails_page,
     emails.add,
     emails.remove,
