@@ -149,3 +149,44 @@ async def test_temporary_password_request_answers_the_same(client: AsyncTestClie
     assert known.text.split('<main id="main"', 1)[1] == unknown.text.split('<main id="main"', 1)[1]
     notice = await db.scalar(select(Notice).where(Notice.type == "temporary_password"))
     assert notice is not None and "password" not in notice.payload  # never stored in clear
+
+
+async def test_mailed_temporary_password_logs_in_to_the_forced_change(
+    client: AsyncTestClient, database_url: str, namespace: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    from aiosmtpd.controller import Controller
+
+    from app.db import make_engine, make_sessionmaker
+    from app.tasks.mailer import deliver_pending
+    from tests.support import free_port
+    from tests.unit.conftest import make_settings
+    from tests.unit.test_mail import Inbox
+
+    inbox = Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    try:
+        csrf = csrf_from((await client.get("/password/temporary?lang=en")).text)
+        await client.post(
+            "/password/temporary",
+            data={
+                "_csrf_token": csrf,
+                "agree": "yes",
+                "card_number": "100000017",
+                "email": "hanako@example.jp",
+            },
+        )
+        settings = make_settings(
+            database_url, namespace, tmp_path, SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.port)
+        )
+        await deliver_pending(make_sessionmaker(make_engine(database_url)), settings)
+        ((rcpt, message),) = inbox.messages
+        assert rcpt == ["hanako@example.jp"]
+        match = re.search(r"仮パスワード: (\S+)", message.get_body(("plain",)).get_content())
+        assert match
+        response = await login(client, password=match.group(1))
+        assert response.status_code == 303 and response.headers["location"] == "/account/password"
+    finally:
+        smtp.stop()
