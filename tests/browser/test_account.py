@@ -1,0 +1,82 @@
+"""Account self-service on a phone: register a password, add an address and confirm it from the mail."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from email import message_from_bytes, policy
+
+from aiosmtpd.controller import Controller
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import ROOT, LiveServer, log_in
+from tests.support import free_port
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.bodies: list[tuple[list[str], str]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        self.bodies.append((envelope.rcpt_tos, message.get_body(("plain",)).get_content()))
+        return "250 OK"
+
+
+def test_register_a_password_on_a_phone(phone: Page) -> None:
+    page = phone
+    page.goto("/login?lang=en")
+    page.get_by_role("link", name="Register a password").click()
+    page.get_by_label("I agree to the terms of use").check()
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Card number").fill("100000058")
+    page.get_by_label("Date of birth").fill("1990/4/1")
+    page.get_by_label("Phone number").fill("092-000-0000")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("alert")).to_contain_text("8 digits")
+    page.get_by_label("Date of birth").fill("19900401")
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("New password", exact=True).fill("ken2026a")
+    page.get_by_label("Confirm new password").fill("ken2026a")
+    page.get_by_role("button", name="Register a password").click()
+    expect(page.get_by_text("Your password is registered")).to_be_visible()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
+def test_add_an_address_and_confirm_it_from_the_mail(phone: Page, server: LiveServer) -> None:
+    inbox = Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    try:
+        page = phone
+        log_in(page)
+        page.goto("/account/emails")
+        page.get_by_label("New email address").fill("hanako,mobile@example.jp")
+        page.get_by_role("button", name="Add email address").click()
+        expect(page.get_by_role("alert")).to_contain_text("comma")
+        page.get_by_label("New email address").fill("hanako.mobile@example.jp")
+        page.get_by_role("button", name="Add email address").click()
+        expect(page.locator("#emails")).to_contain_text("Waiting for confirmation")
+        env = {**server.env, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port), "BASE_URL": server.url}
+        import os
+
+        from app import clock
+
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "jobs", "run", "--date", clock.today().isoformat()],
+            env={**os.environ, **env},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        ((_rcpt, body),) = [m for m in inbox.bodies if "hanako.mobile@example.jp" in m[0]]
+        link = re.search(re.escape(server.url) + r"(/account/emails/confirm\?token=[\w-]+)", body)
+        assert link, body[:500]
+        page.goto(link.group(1))
+        page.get_by_role("button", name="Confirm").click()
+        expect(page.locator("#emails li", has_text="hanako.mobile@example.jp")).to_contain_text("Confirmed")
+    finally:
+        smtp.stop()
