@@ -9,6 +9,7 @@ ROUTES = [
     pages.favicon,
     pages.dev_mail,
     pages.digital_card,
+    pages.card_service_worker,
     auth.login_page,
     auth.login,
     auth.logout,

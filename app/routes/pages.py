@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from email import message_from_bytes
 from email import policy as email_policy
+from pathlib import Path
 
-from litestar import MediaType, Request, get
+from litestar import MediaType, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect
@@ -88,3 +89,16 @@ async def digital_card(
     """The library card on the phone: the number as a barcode the counter's scanner reads."""
     svg = card.barcode_svg(patron.card_number, policy.card_barcode)
     return render(request, "pages/card.html", barcode_svg=svg)
+
+
+@get(
+    "/card-sw.js",
+    name="card:service_worker",
+    media_type="text/javascript",
+    opt={"skip_session": True},
+    include_in_schema=False,
+)
+async def card_service_worker(request: Request) -> Response[bytes]:
+    """Served from the root so its scope covers /card; the file lives with the other static files."""
+    body = (Path(__file__).parent.parent / "static" / "card-sw.js").read_bytes()
+    return Response(body, media_type="text/javascript", headers={"Cache-Control": "no-cache"})

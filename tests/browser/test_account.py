@@ -80,3 +80,14 @@ def test_add_an_address_and_confirm_it_from_the_mail(phone: Page, server: LiveSe
         expect(page.locator("#emails li", has_text="hanako.mobile@example.jp")).to_contain_text("Confirmed")
     finally:
         smtp.stop()
+
+
+def test_digital_card_page_has_no_errors_and_registers_offline_support(phone: Page) -> None:
+    errors: list[str] = []
+    phone.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    log_in(phone)
+    phone.goto("/card")
+    expect(phone.get_by_role("img", name=re.compile("100000017"))).to_be_visible()
+    phone.wait_for_function("navigator.serviceWorker && navigator.serviceWorker.ready.then(() => true)")
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert not errors, errors

@@ -41,3 +41,14 @@ async def test_card_page(client: AsyncTestClient) -> None:
     assert 'aria-label="Barcode of card number 100000017"' in page.text
     dashboard = await client.get("/mylibrary")
     assert ">Digital card</a>" in dashboard.text
+
+
+async def test_card_works_offline_with_a_service_worker(client: AsyncTestClient) -> None:
+    await login(client)
+    page = await client.get("/card")
+    assert 'rel="manifest"' in page.text and "card.js" in page.text
+    worker = await client.get("/card-sw.js")
+    assert worker.status_code == 200 and worker.headers["content-type"].startswith("text/javascript")
+    assert "caches.match" in worker.text
+    manifest = await client.get("/static/manifest.webmanifest")
+    assert manifest.status_code == 200 and '"start_url": "/card"' in manifest.text
