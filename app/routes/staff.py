@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from sqlalchemy import delete, func, select
@@ -20,6 +21,7 @@ from app.policy import Policy
 from app.routes._deps import RecordId
 from app.routes._render import redirect, render, wants_fragment
 from app.services import accounts, circulation
+from app.services.ratelimit import LOGIN_PER_CARD_AND_CLIENT, LOGIN_PER_CLIENT
 from app.sessions import ROTATE_KEY
 
 RESULT_TITLES = {
@@ -63,11 +65,25 @@ async def login_page(request: Request) -> object:
 
 
 @post("/staff/login", name="staff:login_post")
-async def login(request: Request, db: NamedDependency[AsyncSession]) -> object:
+async def login(request: Request, db: NamedDependency[AsyncSession], state: State) -> object:
     form = await request.form()
     username, password = _text(form.get("username"), 50), str(form.get("password", ""))
+    client = request.client.host if request.client else "unknown"
+    limiter = state.limiter
+    if await limiter.exceeded(
+        LOGIN_PER_CARD_AND_CLIENT, f"staff:{username}|{client}"
+    ) or await limiter.exceeded(LOGIN_PER_CLIENT, f"staff:{client}"):
+        return render(
+            request,
+            "staff/login.html",
+            status_code=429,
+            username=username,
+            error=gettext("Too many attempts. Please wait 15 minutes and try again, or ask at the counter."),
+        )
     user = await accounts.authenticate_staff(db, username, password)
     if user is None:
+        await limiter.hit(LOGIN_PER_CARD_AND_CLIENT, f"staff:{username}|{client}")
+        await limiter.hit(LOGIN_PER_CLIENT, f"staff:{client}")
         return render(
             request,
             "staff/login.html",

@@ -137,3 +137,9 @@ async def test_closed_days_add_and_remove(client: AsyncTestClient, db: AsyncSess
         is None
     )
     assert (await client.post("/staff/calendar/999999/delete", data={"_csrf_token": csrf})).status_code == 404
+
+
+async def test_staff_log_in_is_rate_limited(client: AsyncTestClient) -> None:
+    for _ in range(5):
+        assert (await staff_login(client, password="wrong")).status_code == 400
+    assert (await staff_login(client)).status_code == 429
