@@ -20,6 +20,12 @@ from app.services.notices import Outgoing
 from app.settings import Settings
 
 SUBJECTS = {
+    "registration_confirm": N_(
+        "[City Library] Please confirm your email address to continue your registration"
+    ),
+    "registration_received": N_("[City Library] We have received your documents"),
+    "registration_completed": N_("[City Library] Your registration is complete"),
+    "registration_rejected": N_("[City Library] About your registration"),
     "email_confirmation": N_("[City Library] Please confirm your email address"),
     "hold_accepted": N_("[City Library] Your hold was accepted"),
     "pickup_ready": N_("[City Library] Your hold is ready for pickup"),

@@ -266,6 +266,10 @@ class Hold(Base):
 
 NOTICE_STATUSES = ("pending", "sent", "failed")
 NOTICE_TYPES = (
+    "registration_confirm",
+    "registration_received",
+    "registration_completed",
+    "registration_rejected",
     "email_confirmation",
     "hold_accepted",
     "pickup_ready",
@@ -287,7 +291,8 @@ class Notice(Base):
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     type: Mapped[str] = mapped_column(String(30))
-    patron_id: Mapped[int] = mapped_column(ForeignKey("patrons.id"), index=True)
+    patron_id: Mapped[int | None] = mapped_column(ForeignKey("patrons.id"), index=True)  # None: an applicant
+    registration_id: Mapped[int | None] = mapped_column(ForeignKey("registrations.id"))
     hold_id: Mapped[int | None] = mapped_column(ForeignKey("holds.id"))
     loan_id: Mapped[int | None] = mapped_column(ForeignKey("loans.id"))
     dedup_key: Mapped[str] = mapped_column(String(120), unique=True)  # one notice per event, ever
@@ -312,3 +317,49 @@ class StaffAudit(Base):
     subject: Mapped[str] = mapped_column(String(200), default="", server_default="")
     detail: Mapped[str] = mapped_column(String(500), default="", server_default="")
     at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+
+REGISTRATION_STATUSES = ("email_pending", "documents", "submitted", "approved", "rejected")
+
+
+class Registration(Base):
+    """An online self-registration (Yokohama): applicant's details until staff approve or reject them."""
+
+    __tablename__ = "registrations"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(REGISTRATION_STATUSES)})", name="status"),
+        Index("uq_registrations_token_hash", "token_hash", unique=True),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), default="email_pending", server_default="email_pending")
+    eligibility: Mapped[str] = mapped_column(String(10))  # live / work / study
+    name: Mapped[str] = mapped_column(String(100))
+    name_kana: Mapped[str] = mapped_column(String(100))
+    birth_date: Mapped[dt.date] = mapped_column(Date)
+    address: Mapped[str] = mapped_column(String(300))
+    phone: Mapped[str] = mapped_column(String(30))
+    email: Mapped[str] = mapped_column(String(254))
+    lang: Mapped[str] = mapped_column(String(2), default="ja", server_default="ja")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str | None] = mapped_column(String(64))
+    token_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    duplicate_note: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    reject_reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    patron_id: Mapped[int | None] = mapped_column(ForeignKey("patrons.id"))
+    reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class RegistrationDocument(Base):
+    """An identity document, stored outside app/static under a random name, deleted after review."""
+
+    __tablename__ = "registration_documents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    registration_id: Mapped[int] = mapped_column(
+        ForeignKey("registrations.id", ondelete="CASCADE"), index=True
+    )
+    stored_name: Mapped[str] = mapped_column(String(80), unique=True)
+    content_type: Mapped[str] = mapped_column(String(30))
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))

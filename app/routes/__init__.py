@@ -1,6 +1,6 @@
 """Every route handler, gathered for create_app()."""
 
-from app.routes import auth, cart, catalog, emails, holds, loans, pages, registration, staff
+from app.routes import auth, cart, catalog, emails, holds, loans, pages, registration, selfreg, staff
 
 ROUTES = [
     pages.home,
@@ -64,4 +64,16 @@ ROUTES = [
     staff.calendar_add,
     staff.calendar_delete,
     staff.failed_notices,
+    selfreg.form_page,
+    selfreg.apply,
+    selfreg.sent_page,
+    selfreg.confirm_page,
+    selfreg.confirm,
+    selfreg.documents_page,
+    selfreg.upload,
+    selfreg.review_list,
+    selfreg.review_page,
+    selfreg.review_document,
+    selfreg.approve,
+    selfreg.reject,
 ]

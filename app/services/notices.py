@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Bib, Email, Hold, Notice, Patron
+from app.models import Bib, Email, Hold, Notice, Patron, Registration
 
 MAX_ATTEMPTS = 5
 CLAIM_SECONDS = 300
@@ -28,11 +28,12 @@ async def queue(
     session: AsyncSession,
     *,
     type: str,
-    patron_id: int,
+    patron_id: int | None,
     dedup_key: str,
     payload: dict[str, object] | None = None,
     hold_id: int | None = None,
     loan_id: int | None = None,
+    registration_id: int | None = None,
     now: dt.datetime | None = None,
 ) -> bool:
     """Add a pending notice unless one with this dedup key exists; True when added. Caller commits."""
@@ -42,6 +43,7 @@ async def queue(
         dedup_key=dedup_key,
         hold_id=hold_id,
         loan_id=loan_id,
+        registration_id=registration_id,
         payload=json.dumps(payload or {}, ensure_ascii=False, default=str),
         status="pending",
         next_attempt_at=(now or dt.datetime.now()).replace(tzinfo=None),
@@ -125,9 +127,19 @@ async def claim_batch(
     )
     claimed = (
         await session.execute(
-            select(Notice, Patron.lang, Patron.name, Patron.name_en, Hold.email_id)
-            .join(Patron, Patron.id == Notice.patron_id)
+            select(
+                Notice,
+                Patron.lang,
+                Patron.name,
+                Patron.name_en,
+                Hold.email_id,
+                Registration.lang,
+                Registration.name,
+                Registration.email,
+            )
+            .outerjoin(Patron, Patron.id == Notice.patron_id)
             .outerjoin(Hold, Hold.id == Notice.hold_id)
+            .outerjoin(Registration, Registration.id == Notice.registration_id)
             .where(Notice.id.in_(ids), Notice.claimed_by == worker_id, Notice.claimed_until == until)
             .order_by(Notice.id)
         )
@@ -157,9 +169,13 @@ async def claim_batch(
         )
     }
     out = []
-    for notice, lang, name, name_en, email_id in claimed:
-        confirmed = emails.get(notice.patron_id, [])
-        if notice.type == "email_confirmation":
+    for notice, lang, name, name_en, email_id, reg_lang, reg_name, reg_email in claimed:
+        confirmed = emails.get(notice.patron_id, []) if notice.patron_id else []
+        if notice.patron_id is None:
+            # An applicant (self-registration) has no patron record yet: the address they gave.
+            lang, name, name_en = reg_lang or "ja", reg_name or "", ""
+            chosen = [reg_email] if reg_email else []
+        elif notice.type == "email_confirmation":
             # A confirmation link goes only to the address being confirmed.
             target = pending_addresses.get(json.loads(notice.payload or "{}").get("email_id", 0))
             chosen = [target] if target else []

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import clock, mail
 from app.policy import get_policy
-from app.services import circulation, emails, notices
+from app.services import circulation, emails, notices, selfreg
 from app.services.passwords import hash_password
 from app.settings import Settings
 
@@ -73,6 +73,15 @@ async def deliver_pending(  # type: ignore[no-untyped-def]
                         )
                         continue
                     link = f"{settings.base_url}/account/emails/confirm?token={token}"
+                    notice = replace(notice, payload={**notice.payload, "link": link})
+                if notice.type == "registration_confirm":
+                    token = await selfreg.issue_token(
+                        session, int(str(notice.payload.get("registration_id", 0))), now=when
+                    )
+                    if token is None:
+                        await notices.mark_undeliverable(session, notice.id, "already confirmed", now=when)
+                        continue
+                    link = f"{settings.base_url}/register/confirm?token={token}"
                     notice = replace(notice, payload={**notice.payload, "link": link})
                 if notice.type == "temporary_password":
                     # Fukuoka: the password is made now and mailed; only its hash is stored.
