@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -91,3 +92,85 @@ def test_digital_card_page_has_no_errors_and_registers_offline_support(phone: Pa
     phone.wait_for_function("navigator.serviceWorker && navigator.serviceWorker.ready.then(() => true)")
     assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert not errors, errors
+
+
+def test_register_online_upload_and_staff_approval(
+    phone: Page, browser, server: LiveServer, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    from app import clock
+
+    inbox = Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    env = {
+        **os.environ,
+        **server.env,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp.port),
+        "BASE_URL": server.url,
+    }
+
+    def send_mail() -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "jobs", "run", "--date", clock.today().isoformat()],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+
+    try:
+        page = phone
+        page.goto("/login?lang=en")
+        page.get_by_role("link", name="Register online").click()
+        page.get_by_label("work in the city").check()
+        for label, value in (
+            ("Name", "田村 明"),
+            ("Name (katakana)", "ﾀﾑﾗ ｱｷﾗ"),
+            ("Date of birth", "19850505"),
+            ("Address", "福岡市中央区天神1-1-1"),
+            ("Phone number", "092-123-4567"),
+            ("Email address", "akira@example.jp"),
+            ("New password", "akira2026"),
+            ("Confirm new password", "akira2026"),
+        ):
+            page.get_by_label(label, exact=True).fill(value)
+        page.get_by_role("button", name="Register online").click()
+        expect(page.get_by_role("status")).to_contain_text("We have mailed you a link")
+        send_mail()
+        link = re.search(re.escape(server.url) + r"(/register/confirm\?token=[\w-]+)", inbox.bodies[-1][1])
+        assert link
+        page.goto(link.group(1))
+        page.get_by_role("button", name="Confirm").click()
+        photo = tmp_path / "licence.jpg"
+        Image.new("RGB", (60, 40), "white").save(photo, format="JPEG")
+        fake = tmp_path / "scan.png"
+        fake.write_bytes(b"%PDF-1.7 not an image")
+        page.get_by_label("Document 1").set_input_files(str(fake))
+        page.get_by_role("button", name="Upload documents").click()
+        expect(page.get_by_role("alert")).to_contain_text("content is checked")
+        page.get_by_label("Document 1").set_input_files(str(photo))
+        page.get_by_role("button", name="Upload documents").click()
+        expect(page.get_by_role("status")).to_contain_text("We have received your documents")
+
+        staff = browser.new_context(base_url=server.url, locale="en-GB").new_page()
+        staff.goto("/staff/login?lang=en")
+        staff.get_by_label("Username").fill("counter")
+        staff.get_by_label("Password").fill("counter-2026")
+        staff.get_by_role("button", name="Log in").click()
+        staff.get_by_role("link", name="Registrations").click()
+        staff.get_by_role("link", name=re.compile("田村 明")).click()
+        expect(staff.get_by_role("img", name="Identity document 1")).to_be_visible()
+        staff.get_by_role("button", name="Approve").click()
+        expect(staff.get_by_role("status").first).to_contain_text("Approved: card number")
+        send_mail()
+        card = re.search(r"(\d{9})", inbox.bodies[-1][1])
+        assert card and "akira@example.jp" in inbox.bodies[-1][0]
+        log_in(page, card=card.group(1), password="akira2026")
+        expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    finally:
+        smtp.stop()
