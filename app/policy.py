@@ -59,6 +59,7 @@ class Policy:
         "new_arrivals",
         "library_news",
     )
+    document_retention_days: int = 0  # identity documents kept after review (0: deleted at once)
     card_barcode: str = "nw-7"  # symbology of the digital card: nw-7 (Codabar), code39 or code128
 
     @property

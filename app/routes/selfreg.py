@@ -247,6 +247,7 @@ async def reject(
     registration_id: RecordId,
     staff: NamedDependency[StaffSession],
     db: NamedDependency[AsyncSession],
+    policy: NamedDependency[Policy],
 ) -> object:
     form = await request.form()
     try:
@@ -257,6 +258,7 @@ async def reject(
             staff_id=staff.id,
             upload_dir=_upload_dir(request),
             now=clock.now(),
+            policy=policy,
         )
     except selfreg.RegistrationRefused as problem:
         flash(request, _msg(selfreg.MESSAGES, problem.reason), "error")

@@ -337,7 +337,8 @@ async def approve(
     )
     registration.status, registration.patron_id = "approved", patron.id
     registration.reviewed_by, registration.reviewed_at = staff_id, now.replace(tzinfo=None)
-    await _delete_documents(session, registration_id, upload_dir)
+    if policy.document_retention_days == 0:
+        await _delete_documents(session, registration_id, upload_dir)
     await notices.queue(
         session,
         type="registration_completed",
@@ -359,6 +360,7 @@ async def reject(
     staff_id: int,
     upload_dir: Path,
     now: dt.datetime,
+    policy: Policy,
 ) -> None:
     reason = " ".join(reason.split())[:500]
     if not reason:
@@ -368,7 +370,8 @@ async def reject(
         raise RegistrationRefused("not_reviewable")
     registration.status, registration.reject_reason = "rejected", reason
     registration.reviewed_by, registration.reviewed_at = staff_id, now.replace(tzinfo=None)
-    await _delete_documents(session, registration_id, upload_dir)
+    if policy.document_retention_days == 0:
+        await _delete_documents(session, registration_id, upload_dir)
     await notices.queue(
         session,
         type="registration_rejected",
@@ -379,6 +382,26 @@ async def reject(
         now=now,
     )
     await session.commit()
+
+
+async def purge_documents(
+    session: AsyncSession, *, policy: Policy, upload_dir: Path, now: dt.datetime
+) -> int:
+    """Delete documents of applications reviewed more than the policy's retention days ago (daily job)."""
+    cutoff = now.replace(tzinfo=None) - dt.timedelta(days=policy.document_retention_days)
+    ids = (
+        await session.scalars(
+            select(Registration.id).where(
+                Registration.status.in_(("approved", "rejected")),
+                Registration.reviewed_at <= cutoff,
+                Registration.id.in_(select(RegistrationDocument.registration_id)),
+            )
+        )
+    ).all()
+    for registration_id in ids:
+        await _delete_documents(session, registration_id, upload_dir)
+    await session.commit()
+    return len(ids)
 
 
 __all__ = ["EmailRefused", "IdentityRefused"]

@@ -22,7 +22,14 @@ CARD_EXPIRY_NOTICE_DAYS = 30  # Yokohama: card-expiry notice a month before
 
 
 async def run_day(session: AsyncSession, day: dt.date, policy: Policy) -> dict[str, int]:
-    counts = {"pickup_ready": 0, "expired_holds": 0, "due_reminder": 0, "overdue": 0, "card_expiry": 0}
+    counts = {
+        "documents_deleted": 0,
+        "pickup_ready": 0,
+        "expired_holds": 0,
+        "due_reminder": 0,
+        "overdue": 0,
+        "card_expiry": 0,
+    }
     # Pickup mails for holds that became ready the day before (normally queued at allocation already).
     ready = (
         await session.execute(
@@ -91,6 +98,15 @@ async def run_day(session: AsyncSession, day: dt.date, policy: Policy) -> dict[s
             now=dt.datetime.combine(day, dt.time(8)),
         )
     await session.commit()
+    from app.services import selfreg
+    from app.settings import get_settings
+
+    counts["documents_deleted"] = await selfreg.purge_documents(
+        session,
+        policy=policy,
+        upload_dir=get_settings().var_dir / "uploads",
+        now=dt.datetime.combine(day, dt.time()),
+    )
     return counts
 
 

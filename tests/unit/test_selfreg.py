@@ -293,3 +293,49 @@ async def test_reject_mails_the_reason(
 async def test_patrons_cannot_see_the_review_queue(client: AsyncTestClient) -> None:
     await login(client)
     assert (await client.get("/staff/registrations", follow_redirects=False)).status_code == 403
+
+
+async def test_documents_kept_for_the_policy_days_then_purged(db: AsyncSession, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from app import clock
+    from app.policy import load_policy
+
+    path = tmp_path / "keep.toml"
+    path.write_text("document_retention_days = 30\n")
+    policy = load_policy(str(path))
+    registration_id = await selfreg.apply(
+        db,
+        selfreg.Application(
+            eligibility="live",
+            name="田村 明",
+            kana="タムラ アキラ",
+            birth="19850505",
+            address="福岡市",
+            phone="0921234567",
+            email="a@example.jp",
+            password="akira2026",
+            confirm="akira2026",
+            lang="ja",
+        ),
+        policy=policy,
+        today=clock.today(),
+    )
+    await db.execute(Registration.__table__.update().values(status="documents"))
+    await db.commit()
+    uploads = tmp_path / "uploads"
+    await selfreg.add_documents(db, registration_id, [png()], upload_dir=uploads, now=clock.now())
+    await selfreg.approve(
+        db,
+        registration_id,
+        staff_id=1,
+        policy=policy,
+        today=clock.today(),
+        upload_dir=uploads,
+        now=clock.now(),
+    )
+    assert len(list(uploads.iterdir())) == 1  # kept after review
+    assert await selfreg.purge_documents(db, policy=policy, upload_dir=uploads, now=clock.now()) == 0
+    later = clock.now() + dt.timedelta(days=31)
+    assert await selfreg.purge_documents(db, policy=policy, upload_dir=uploads, now=later) == 1
+    assert list(uploads.iterdir()) == [] and await db.scalar(select(RegistrationDocument.id)) is None
