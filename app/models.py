@@ -129,6 +129,10 @@ class Email(Base):
     # Confirmation link: only a hash of the token is kept; it works once, until token_expires_at.
     token_hash: Mapped[str | None] = mapped_column(String(64))
     token_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # Koga: 今後の連絡先はこのアドレスに変更する / 登録済み予約の連絡先もこのアドレスに変更する,
+    # applied when the address is confirmed.
+    default_on_confirm: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    holds_on_confirm: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     patron: Mapped[Patron] = relationship(lazy="raise", back_populates="emails")
 

@@ -129,7 +129,29 @@ async def set_new(
             error=gettext(RULE_MESSAGES[broken.rule], **broken.params),
         )
     from app.models import Patron
+    from app.services import emails
 
+    address = str(form.get("email", "")).strip()[:300]
+    if address:
+        # Koga: an address given here is confirmed by a mailed link, with the patron's two choices.
+        try:
+            await emails.add(
+                db,
+                patron_id,
+                address,
+                policy=policy,
+                now=clock.now(),
+                make_default=form.get("use_for_notices") == "yes",
+                for_holds=form.get("use_for_holds") == "yes",
+            )
+            await kick_mailer(request.app.state.arq, request.app.state.settings.redis_namespace)
+        except emails.EmailRefused as problem:
+            await db.rollback()
+            flash(
+                request,
+                gettext(emails.MESSAGES[problem.reason], max=policy.max_emails, detail=problem.detail),
+                "error",
+            )
     patron = await db.get_one(Patron, patron_id)
     session_patron = SessionPatron(
         patron.id, patron.card_number, patron.name, patron.name_en, "permanent", patron.card_expires_on

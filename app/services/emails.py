@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import N_
-from app.models import Email
+from app.models import Email, Hold
 from app.policy import Policy
 from app.services import notices
 
@@ -92,7 +92,16 @@ async def list_addresses(session: AsyncSession, patron_id: int) -> list[AddressV
     return [AddressView(r.id, r.address, r.confirmed_at is not None, bool(r.is_default)) for r in rows]
 
 
-async def add(session: AsyncSession, patron_id: int, raw: str, *, policy: Policy, now: dt.datetime) -> int:
+async def add(
+    session: AsyncSession,
+    patron_id: int,
+    raw: str,
+    *,
+    policy: Policy,
+    now: dt.datetime,
+    make_default: bool = False,
+    for_holds: bool = False,
+) -> int:
     """Add an unconfirmed address and decide its confirmation mail; returns the address id."""
     address = check_address(raw)
     count = await session.scalar(select(func.count()).where(Email.patron_id == patron_id)) or 0
@@ -103,7 +112,9 @@ async def add(session: AsyncSession, patron_id: int, raw: str, *, policy: Policy
     )
     if existing is not None:
         raise EmailRefused("duplicate")
-    email = Email(patron_id=patron_id, address=address)
+    email = Email(
+        patron_id=patron_id, address=address, default_on_confirm=make_default, holds_on_confirm=for_holds
+    )
     session.add(email)
     await session.flush()
     await notices.queue(
@@ -166,6 +177,17 @@ async def confirm(session: AsyncSession, token: str, *, now: dt.datetime, patron
     if result.rowcount != 1:  # type: ignore[attr-defined]
         await session.rollback()
         raise EmailRefused("token_invalid")  # the same link, used twice at the same moment
+    if email.default_on_confirm:
+        await session.execute(
+            update(Email).where(Email.patron_id == email.patron_id).values(is_default=Email.id == email.id)
+        )
+    if email.holds_on_confirm:
+        # Koga: 登録済み予約の連絡先もこのアドレスに変更する — waiting holds that are contacted by mail.
+        await session.execute(
+            update(Hold)
+            .where(Hold.patron_id == email.patron_id, Hold.contact == "email", Hold.status == "waiting")
+            .values(email_id=email.id)
+        )
     await session.commit()
     return email
 

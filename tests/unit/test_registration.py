@@ -190,3 +190,40 @@ async def test_mailed_temporary_password_logs_in_to_the_forced_change(
         assert response.status_code == 303 and response.headers["location"] == "/account/password"
     finally:
         smtp.stop()
+
+
+async def test_koga_email_options_apply_on_confirmation(client: AsyncTestClient, db: AsyncSession) -> None:
+    import datetime as dt
+
+    from app import clock
+    from app.models import Email, Hold
+    from app.services import emails
+
+    sato = await db.scalar(select(Patron.id).where(Patron.card_number == "100000066"))
+    assert sato is not None
+    from app.policy import load_policy
+
+    email_id = await emails.add(
+        db,
+        sato,
+        "sato.new@example.jp",
+        policy=load_policy("default"),
+        now=clock.now(),
+        make_default=True,
+        for_holds=True,
+    )
+    token = await emails.issue_token(db, email_id, now=clock.now())
+    assert token
+    await emails.confirm(db, token, now=clock.now() + dt.timedelta(minutes=1), patron_id=sato)
+    rows = (
+        await db.execute(
+            select(Email.address, Email.is_default)
+            .where(Email.patron_id == sato)
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    assert dict(rows) == {"sato@example.jp": False, "sato.new@example.jp": True}
+    hold_email = await db.scalar(
+        select(Hold.email_id).where(Hold.patron_id == sato).execution_options(populate_existing=True)
+    )
+    assert hold_email == email_id
