@@ -52,6 +52,7 @@ MESSAGES = {
     "token_expired": N_("This confirmation link has expired. Please apply again."),
     "not_reviewable": N_("This application has already been reviewed."),
     "reason": N_("Please give a reason for the rejection."),
+    "already_applied": N_("We already have this application. Please open the link we mailed you."),
 }
 
 
@@ -103,6 +104,14 @@ async def apply(session: AsyncSession, form: Application, *, policy: Policy, tod
             "length", min=policy.password_min_length, max=policy.password_max_length
         )
     passwords.check_password_rules(policy, form.password)
+    if await session.scalar(
+        select(Registration.id).where(
+            Registration.email == email,
+            Registration.birth_date == birth,
+            Registration.status.in_(("email_pending", "documents", "submitted")),
+        )
+    ):
+        raise RegistrationRefused("already_applied")  # the same form posted twice
     duplicate = await _duplicate_note(session, name, kana, birth, phone)
     registration = Registration(
         eligibility=form.eligibility,

@@ -174,3 +174,48 @@ def test_register_online_upload_and_staff_approval(
         expect(page.get_by_role("button", name="Log out")).to_be_visible()
     finally:
         smtp.stop()
+
+
+def test_temporary_password_by_mail_then_forced_change(phone: Page, server: LiveServer) -> None:
+    from app import clock
+
+    inbox = Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    try:
+        page = phone
+        page.goto("/login?lang=en")
+        page.get_by_role("link", name="Apply for a temporary password").click()
+        page.get_by_label("Card number").fill("100000017")
+        page.get_by_label("Registered email address").fill("hanako@example.jp")
+        page.get_by_label("I agree to the terms of use").check()
+        page.get_by_role("button", name="Apply for a temporary password").click()
+        expect(page.get_by_role("status")).to_contain_text("we have mailed a temporary password")
+        env = {**os.environ, **server.env, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port)}
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "jobs", "run", "--date", clock.today().isoformat()],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        import sqlite3
+
+        with sqlite3.connect(server.env["DATABASE_URL"].split("///", 1)[1]) as con:
+            rows = con.execute(
+                "SELECT type, status, next_attempt_at, claimed_by, last_error FROM notices"
+            ).fetchall()
+        assert inbox.bodies, f"{done.stdout} {done.stderr} {rows}"
+        password = re.search(r"(?:仮パスワード|Your temporary password is): (\S+)", inbox.bodies[-1][1])
+        assert password
+        log_in(page, password=password.group(1))
+        expect(page).to_have_url(re.compile(r"/account/password$"))
+        page.get_by_label("Current password").fill(password.group(1))
+        page.get_by_label("New password", exact=True).fill("hanako2027")
+        page.get_by_label("New password again").fill("hanako2027")
+        page.get_by_role("button", name="Change password").click()
+        expect(page.get_by_text("Your password has been changed.")).to_be_visible()
+    finally:
+        smtp.stop()

@@ -339,3 +339,18 @@ async def test_documents_kept_for_the_policy_days_then_purged(db: AsyncSession, 
     later = clock.now() + dt.timedelta(days=31)
     assert await selfreg.purge_documents(db, policy=policy, upload_dir=uploads, now=later) == 1
     assert list(uploads.iterdir()) == [] and await db.scalar(select(RegistrationDocument.id)) is None
+
+
+async def test_the_same_form_posted_twice_is_one_application(
+    client: AsyncTestClient, db: AsyncSession
+) -> None:
+    page = await client.get("/register?lang=en")
+    csrf = csrf_from(page.text)
+    first = await client.post("/register", data={"_csrf_token": csrf, **FORM}, follow_redirects=False)
+    second = await client.post("/register", data={"_csrf_token": csrf, **FORM})
+    assert (
+        first.status_code == 303
+        and second.status_code == 400
+        and "already have this application" in second.text
+    )
+    assert len((await db.scalars(select(Registration.id))).all()) == 1
