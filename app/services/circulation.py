@@ -316,7 +316,7 @@ async def expire_uncollected(session: AsyncSession, *, today: dt.date, policy: P
             select(Hold).where(Hold.status == "ready", Hold.shelf_until < today).order_by(Hold.id)
         )
     ).all()
-    for hold in expired:
+    for done, hold in enumerate(expired, 1):
         moved = await session.execute(
             update(Hold)
             .where(Hold.id == hold.id, Hold.status == "ready")
@@ -329,19 +329,23 @@ async def expire_uncollected(session: AsyncSession, *, today: dt.date, policy: P
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             continue
+        title = await session.scalar(select(Bib.title).where(Bib.id == hold.bib_id)) or ""
         await notices.queue(
             session,
             type="hold_expired",
             patron_id=hold.patron_id,
             hold_id=hold.id,
             dedup_key=f"hold_expired:hold:{hold.id}",
-            payload={"bib_id": hold.bib_id},
+            payload={"title": title},
         )
         if hold.item_id is not None:
             item = await session.get_one(Item, hold.item_id)
-            title = await session.scalar(select(Bib.title).where(Bib.id == item.bib_id)) or ""
             await _allocate(session, item, title, hold.pickup_branch_id, today=today, policy=policy)
-        await session.commit()
+        if done % 100 == 0:
+            await (
+                session.commit()
+            )  # in batches: a commit per hold made the daily job slow (bench/circulation.py)
+    await session.commit()
     return len(expired)
 
 

@@ -554,12 +554,9 @@ def parse_order(bib_ids: Sequence[int], positions: dict[int, object]) -> list[in
 # ---------------------------------------------------------------- allocation
 
 
-async def next_hold_for_item(session: AsyncSession, bib_id: int, *, today: dt.date) -> Hold | None:
-    """The waiting hold that gets a returned copy of `bib_id` next, or None.
-
-    Queue order (placed_at); suspended holds are skipped (予約繰下); in an ordered series group
-    (順番予約) volume k+1 is never allocated before volume k has been allocated.
-    """
+@cache
+def _next_hold_query() -> Select:
+    """Built once (it costs ~1 ms to build, more than to run); bib and day are bound."""
     earlier = aliased(Hold)
     earlier_unallocated = (
         select(earlier.id)
@@ -571,14 +568,23 @@ async def next_hold_for_item(session: AsyncSession, bib_id: int, *, today: dt.da
         .correlate(Hold)
         .exists()
     )
-    return await session.scalar(
+    return (
         select(Hold)
         .where(
-            Hold.bib_id == bib_id,
+            Hold.bib_id == bindparam("bib_id"),
             Hold.status == "waiting",
-            or_(Hold.suspended_until.is_(None), Hold.suspended_until <= today),
+            or_(Hold.suspended_until.is_(None), Hold.suspended_until <= bindparam("today")),
             or_(Hold.series_group.is_(None), ~earlier_unallocated),
         )
         .order_by(Hold.placed_at, Hold.id)
         .limit(1)
     )
+
+
+async def next_hold_for_item(session: AsyncSession, bib_id: int, *, today: dt.date) -> Hold | None:
+    """The waiting hold that gets a returned copy of `bib_id` next, or None.
+
+    Queue order (placed_at); suspended holds are skipped (予約繰下); in an ordered series group
+    (順番予約) volume k+1 is never allocated before volume k has been allocated.
+    """
+    return await session.scalar(_next_hold_query(), {"bib_id": bib_id, "today": today})

@@ -41,7 +41,7 @@ async def run_day(session: AsyncSession, day: dt.date, policy: Policy) -> dict[s
             )
         )
     ).all()
-    for hold, title, ja, en in ready:
+    for done, (hold, title, ja, en) in enumerate(ready, 1):
         counts["pickup_ready"] += await notices.queue(
             session,
             type="pickup_ready",
@@ -56,6 +56,8 @@ async def run_day(session: AsyncSession, day: dt.date, policy: Policy) -> dict[s
                 "shelf_until": hold.shelf_until.isoformat() if hold.shelf_until else "",
             },
         )
+        if done % 500 == 0:
+            await session.commit()  # short transactions: the counter must not wait for the write lock
     await session.commit()
     counts["expired_holds"] = await circulation.expire_uncollected(session, today=day, policy=policy)
     counts["due_reminder"] = await _loan_notices(
