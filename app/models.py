@@ -367,3 +367,35 @@ class RegistrationDocument(Base):
     content_type: Mapped[str] = mapped_column(String(30))
     size: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class BookList(Base):
+    """マイブックリスト (Fukushima): a patron's own list of titles, with a memo."""
+
+    __tablename__ = "book_lists"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patrons.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(50))
+    memo: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class BookListEntry(Base):
+    __tablename__ = "book_list_entries"
+    __table_args__ = (UniqueConstraint("list_id", "bib_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("book_lists.id", ondelete="CASCADE"), index=True)
+    bib_id: Mapped[int] = mapped_column(ForeignKey("bibs.id"))
+    memo: Mapped[str] = mapped_column(Text, default="", server_default="")
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class Favourite(Base):
+    """お気に入り (Koga): one toggle per title."""
+
+    __tablename__ = "favourites"
+    __table_args__ = (UniqueConstraint("patron_id", "bib_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patrons.id", ondelete="CASCADE"), index=True)
+    bib_id: Mapped[int] = mapped_column(ForeignKey("bibs.id"))
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))

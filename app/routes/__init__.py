@@ -1,6 +1,6 @@
 """Every route handler, gathered for create_app()."""
 
-from app.routes import auth, cart, catalog, emails, holds, loans, pages, registration, selfreg, staff
+from app.routes import auth, cart, catalog, emails, holds, lists, loans, pages, registration, selfreg, staff
 
 ROUTES = [
     pages.home,
@@ -64,6 +64,16 @@ ROUTES = [
     staff.calendar_add,
     staff.calendar_delete,
     staff.failed_notices,
+    lists.index,
+    lists.create,
+    lists.show,
+    lists.rename,
+    lists.delete_list,
+    lists.add_entry,
+    lists.remove_entry,
+    lists.download,
+    lists.toggle,
+    lists.favourites_page,
     selfreg.form_page,
     selfreg.apply,
     selfreg.sent_page,

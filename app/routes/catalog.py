@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import gettext
 from app.routes._deps import RecordId
-from app.routes._render import render
-from app.services import catalog
+from app.routes._render import render, session_patron
+from app.services import catalog, lists
 from app.services.cart import ids_in
 
 
@@ -50,10 +50,19 @@ async def detail_page(request: Request, bib_id: RecordId, db: NamedDependency[As
         detail = await catalog.get_detail(db, bib_id)
     except catalog.BibNotFound as exc:
         raise NotFoundException() from exc
+    patron = session_patron(request)
+    my_lists: list[lists.ListSummary] = []
+    is_favourite = False
+    if patron is not None:
+        my_lists = await lists.summaries(db, patron.id)
+        is_favourite = await lists.is_favourite(db, patron.id, bib_id)
     return render(
         request,
         "bibs/detail.html",
         detail=detail,
         material_labels=catalog.MATERIAL_LABELS,
         cart_ids=set(ids_in(request.session)),
+        my_lists=my_lists,
+        is_favourite=is_favourite,
+        bib_id=bib_id,
     )
