@@ -399,3 +399,15 @@ class Favourite(Base):
     patron_id: Mapped[int] = mapped_column(ForeignKey("patrons.id", ondelete="CASCADE"), index=True)
     bib_id: Mapped[int] = mapped_column(ForeignKey("bibs.id"))
     added_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class Marathon(Base):
+    """読書マラソン (Koga): a goal of N loans between two dates."""
+
+    __tablename__ = "marathons"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patrons.id", ondelete="CASCADE"), index=True)
+    goal: Mapped[int] = mapped_column(Integer)
+    starts_on: Mapped[dt.date] = mapped_column(Date)
+    ends_on: Mapped[dt.date] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))

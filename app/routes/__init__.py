@@ -1,6 +1,19 @@
 """Every route handler, gathered for create_app()."""
 
-from app.routes import auth, cart, catalog, emails, holds, lists, loans, pages, registration, selfreg, staff
+from app.routes import (
+    auth,
+    cart,
+    catalog,
+    emails,
+    holds,
+    lists,
+    loans,
+    marathon,
+    pages,
+    registration,
+    selfreg,
+    staff,
+)
 
 ROUTES = [
     pages.home,
@@ -74,6 +87,8 @@ ROUTES = [
     lists.download,
     lists.toggle,
     lists.favourites_page,
+    marathon.index,
+    marathon.start,
     selfreg.form_page,
     selfreg.apply,
     selfreg.sent_page,
