@@ -13,7 +13,7 @@ from app import clock
 from app.i18n import get_language, gettext
 from app.policy import Policy
 from app.routes._render import flash, redirect, render, safe_next, session_patron
-from app.services import accounts, preferences
+from app.services import accounts, holds, preferences
 from app.services.accounts import SessionPatron
 from app.services.passwords import RULE_MESSAGES, PasswordRuleBroken
 from app.sessions import ROTATE_KEY
@@ -129,8 +129,6 @@ async def notices_page(
 
 
 async def _notice_context(db: AsyncSession, patron: SessionPatron, policy: Policy) -> dict[str, object]:
-    from app.services import holds
-
     return {
         "prefs": await preferences.get(db, patron.id, policy),
         "labels": preferences.NOTICE_LABELS,

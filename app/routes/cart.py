@@ -64,8 +64,8 @@ async def add(request: Request, db: NamedDependency[AsyncSession]) -> object:
     return redirect(back)
 
 
-@post("/cart/{bib_id:int}/remove", name="cart:remove")
-async def remove(request: Request, bib_id: RecordId) -> object:
+@post("/cart/{bib_id:int}/remove", name="cart:remove", opt={"db_reads_only": True})
+async def remove(request: Request, bib_id: RecordId, db: NamedDependency[AsyncSession]) -> object:
     form = await request.form()
     try:
         request.session["cart"] = cart_service.remove(cart_service.ids_in(request.session), bib_id)
@@ -78,19 +78,13 @@ async def remove(request: Request, bib_id: RecordId) -> object:
                 request,
                 "cart/page.html",
                 block="cart",
-                entries=await _entries(request),
+                entries=await cart_service.entries(db, cart_service.ids_in(request.session)),
                 trigger_event=CART_EVENT,
                 cart_message=message,
             )
         return _button(request, bib_id, str(form.get("title", ""))[:300], message)
     flash(request, message, "ok")
     return redirect(safe_next(str(form.get("next", "")), "/cart"))
-
-
-async def _entries(request: Request) -> list[cart_service.CartEntry]:
-    maker = request.app.state.read_sessionmaker
-    async with maker() as db:
-        return await cart_service.entries(db, cart_service.ids_in(request.session))
 
 
 @get("/cart", name="cart:page")

@@ -11,9 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
 from app.i18n import gettext
+from app.models import Patron
 from app.policy import Policy
 from app.routes._render import flash, redirect, render
-from app.services import registration
+from app.services import emails, registration
 from app.services.accounts import SessionPatron
 from app.services.passwords import RULE_MESSAGES, PasswordRuleBroken
 from app.sessions import ROTATE_KEY
@@ -128,9 +129,6 @@ async def set_new(
             status_code=400,
             error=gettext(RULE_MESSAGES[broken.rule], **broken.params),
         )
-    from app.models import Patron
-    from app.services import emails
-
     address = str(form.get("email", "")).strip()[:300]
     if address:
         # Koga: an address given here is confirmed by a mailed link, with the patron's two choices.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
@@ -205,8 +207,6 @@ async def review_document(
     if doc is None:
         raise NotFoundException()
     path = _upload_dir(request) / doc.stored_name
-    import asyncio
-
     data = await asyncio.to_thread(path.read_bytes)
     return Response(
         data,

@@ -246,19 +246,16 @@ async def checkout(
     )
 
 
-@post("/staff/return", name="staff:return")
-async def checkin(
-    request: Request,
-    staff: NamedDependency[StaffSession],
-    db: NamedDependency[AsyncSession],
-    policy: NamedDependency[Policy],
-) -> object:
+async def _by_barcode(
+    request: Request, db: AsyncSession, staff: StaffSession, policy: Policy, action
+) -> object:  # type: ignore[no-untyped-def]
+    """Return and receive: one barcode, at the staff member's branch."""
     form = await request.form()
     return await _run(
         request,
         db,
         staff,
-        lambda: circulation.checkin(
+        lambda: action(
             db,
             barcode=_text(form.get("barcode")),
             branch_id=staff.branch_id,
@@ -267,6 +264,16 @@ async def checkin(
             policy=policy,
         ),
     )
+
+
+@post("/staff/return", name="staff:return")
+async def checkin(
+    request: Request,
+    staff: NamedDependency[StaffSession],
+    db: NamedDependency[AsyncSession],
+    policy: NamedDependency[Policy],
+) -> object:
+    return await _by_barcode(request, db, staff, policy, circulation.checkin)
 
 
 @post("/staff/receive", name="staff:receive")
@@ -276,20 +283,7 @@ async def receive(
     db: NamedDependency[AsyncSession],
     policy: NamedDependency[Policy],
 ) -> object:
-    form = await request.form()
-    return await _run(
-        request,
-        db,
-        staff,
-        lambda: circulation.receive(
-            db,
-            barcode=_text(form.get("barcode")),
-            branch_id=staff.branch_id,
-            staff_id=staff.id,
-            today=clock.today(),
-            policy=policy,
-        ),
-    )
+    return await _by_barcode(request, db, staff, policy, circulation.receive)
 
 
 @post("/staff/holds/{hold_id:int}/collect", name="staff:collect")

@@ -5,6 +5,7 @@ one function allocation asks which waiting hold gets a returned item next.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -514,8 +515,6 @@ async def change_contact(session: AsyncSession, patron_id: int, hold_id: int, re
 
 
 def parse_suspend_date(value: object, today: dt.date) -> dt.date:
-    import unicodedata
-
     text_value = unicodedata.normalize("NFKC", str(value or "")).strip()[:20]
     try:
         day = dt.date.fromisoformat(text_value)

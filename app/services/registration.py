@@ -12,14 +12,15 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import N_
-from app.models import Email, Patron
+from app.models import Email, Notice, Patron
 from app.policy import Policy
 from app.services import notices, passwords
 from app.services.accounts import normalize_card, normalize_digits
+from app.services.circulation import temporary_password
 from app.services.ratelimit import Limit, RateLimiter
 
 IDENTITY_PER_CARD_AND_CLIENT = Limit("identity-card-client", 5, 15 * 60)
@@ -132,6 +133,19 @@ async def set_password(
     patron.password_state = "permanent"
     patron.password_changed_at = now.replace(tzinfo=None)
     await session.commit()
+
+
+async def mailed_temporary_password(session: AsyncSession, notice_id: int, policy: Policy) -> str:
+    """Make the temporary password a notice will carry and store only its hash (Fukuoka)."""
+    patron_id = await session.scalar(select(Notice.patron_id).where(Notice.id == notice_id))
+    password = temporary_password(policy)
+    await session.execute(
+        update(Patron)
+        .where(Patron.id == patron_id)
+        .values(password_hash=await passwords.hash_password(password), password_state="temporary")
+    )
+    await session.commit()
+    return password
 
 
 async def request_temporary_password(

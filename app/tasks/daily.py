@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import clock
 from app.models import Bib, Branch, Hold, Item, Loan, Patron
 from app.policy import Policy, get_policy
-from app.services import circulation, notices
+from app.services import circulation, notices, selfreg
+from app.settings import get_settings
 
 CARD_EXPIRY_NOTICE_DAYS = 30  # Yokohama: card-expiry notice a month before
 
@@ -100,9 +101,6 @@ async def run_day(session: AsyncSession, day: dt.date, policy: Policy) -> dict[s
             now=dt.datetime.combine(day, dt.time(8)),
         )
     await session.commit()
-    from app.services import selfreg
-    from app.settings import get_settings
-
     counts["documents_deleted"] = await selfreg.purge_documents(
         session,
         policy=policy,

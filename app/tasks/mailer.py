@@ -18,8 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import clock, mail
 from app.policy import get_policy
-from app.services import circulation, emails, notices, selfreg
-from app.services.passwords import hash_password
+from app.services import emails, notices, registration, selfreg
 from app.settings import Settings
 
 log = logging.getLogger("app.mailer")
@@ -85,8 +84,9 @@ async def deliver_pending(  # type: ignore[no-untyped-def]
                     notice = replace(notice, payload={**notice.payload, "link": link})
                 if notice.type == "temporary_password":
                     # Fukuoka: the password is made now and mailed; only its hash is stored.
-                    password = circulation.temporary_password(get_policy(settings.library_policy))
-                    await _set_temporary(session, notice.id, password)
+                    password = await registration.mailed_temporary_password(
+                        session, notice.id, get_policy(settings.library_policy)
+                    )
                     notice = replace(notice, payload={**notice.payload, "password": password})
                 try:
                     await mail.send(mail.render(notice, settings), settings)
@@ -104,20 +104,6 @@ async def deliver_pending(  # type: ignore[no-untyped-def]
     if redis is not None:
         await redis.delete(_alive_key(settings.redis_namespace, worker_id))
     return {"sent": sent, "not_sent": failed}
-
-
-async def _set_temporary(session: AsyncSession, notice_id: int, password: str) -> None:
-    from sqlalchemy import select, update
-
-    from app.models import Notice, Patron
-
-    patron_id = await session.scalar(select(Notice.patron_id).where(Notice.id == notice_id))
-    await session.execute(
-        update(Patron)
-        .where(Patron.id == patron_id)
-        .values(password_hash=await hash_password(password), password_state="temporary")
-    )
-    await session.commit()
 
 
 async def send_notices(ctx: dict[str, Any]) -> dict[str, int]:
