@@ -186,6 +186,8 @@ def test_temporary_password_by_mail_then_forced_change(phone: Page, server: Live
         page = phone
         page.goto("/login?lang=en")
         page.get_by_role("link", name="Apply for a temporary password").click()
+        # The log-in page has a "Card number" field too: wait for the new page before filling.
+        expect(page).to_have_url(re.compile(r"/password/temporary$"))
         page.get_by_label("Card number").fill("100000017")
         page.get_by_label("Registered email address").fill("hanako@example.jp")
         page.get_by_label("I agree to the terms of use").check()
