@@ -34,6 +34,8 @@ SUBJECTS = {
     "overdue": N_("[City Library] Items overdue"),
     "card_expiry": N_("[City Library] Your library card expires soon"),
     "temporary_password": N_("[City Library] Your temporary password"),
+    "new_arrivals": N_("[City Library] New arrivals for your alerts"),
+    "library_news": N_("[City Library] Library news"),
 }
 
 

@@ -85,6 +85,7 @@ class Patron(Base):
     __table_args__ = (
         CheckConstraint(f"password_state IN ({_in(PASSWORD_STATES)})", name="password_state"),
         CheckConstraint("lang IN ('ja', 'en')", name="lang"),
+        Index("uq_patrons_calendar_token", "calendar_token", unique=True),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     card_number: Mapped[str] = mapped_column(String(20), unique=True)
@@ -109,6 +110,10 @@ class Patron(Base):
     notify_news: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Pre-fills the holds form (初期値設定): contact method; the pickup library is home_branch_id.
     default_contact: Mapped[str | None] = mapped_column(String(10))
+    # My本棚 (Koga): the reading history is kept only while this is on (off by default).
+    keep_history: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Secret part of the due-date calendar feed's address (/calendar/<token>.ics); reset by the patron.
+    calendar_token: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
 
     emails: Mapped[list[Email]] = relationship(lazy="raise", back_populates="patron")
@@ -192,7 +197,7 @@ class Item(Base):
     status: Mapped[str] = mapped_column(String(20), default="on_shelf", server_default="on_shelf")
     loanable: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     is_ill: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # 相互貸借
-    available_since: Mapped[dt.date | None] = mapped_column(Date)
+    available_since: Mapped[dt.date | None] = mapped_column(Date, index=True)  # new-arrival digest
     shelfmark: Mapped[str] = mapped_column(String(50), default="", server_default="")
 
 
@@ -282,6 +287,8 @@ NOTICE_TYPES = (
     "overdue",
     "card_expiry",
     "temporary_password",
+    "new_arrivals",
+    "library_news",
 )
 
 
@@ -410,4 +417,72 @@ class Marathon(Base):
     goal: Mapped[int] = mapped_column(Integer)
     starts_on: Mapped[dt.date] = mapped_column(Date)
     ends_on: Mapped[dt.date] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class HistoryShelf(Base):
+    """A custom shelf of the reading history (本棚を作成する, Koga)."""
+
+    __tablename__ = "history_shelves"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patrons.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class HistoryEntry(Base):
+    """My本棚 (Koga): a title the patron borrowed, kept only while they opt in; one row per title."""
+
+    __tablename__ = "reading_history"
+    __table_args__ = (
+        UniqueConstraint("patron_id", "bib_id"),
+        Index("ix_reading_history_patron_last", "patron_id", "last_loaned_on"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patrons.id", ondelete="CASCADE"))
+    bib_id: Mapped[int] = mapped_column(ForeignKey("bibs.id"))
+    shelf_id: Mapped[int | None] = mapped_column(ForeignKey("history_shelves.id", ondelete="SET NULL"))
+    first_loaned_on: Mapped[dt.date] = mapped_column(Date)
+    last_loaned_on: Mapped[dt.date] = mapped_column(Date)
+    times: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+
+class Alert(Base):
+    """A saved search whose new arrivals are mailed in the biweekly digest (Fukushima)."""
+
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patrons.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(50))
+    query: Mapped[str] = mapped_column(Text)  # the search's parameters as JSON
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class LibraryEvent(Base):
+    """An event on the library calendar (a story time, a book fair), written by staff."""
+
+    __tablename__ = "library_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    branch_id: Mapped[int | None] = mapped_column(ForeignKey("branches.id", ondelete="CASCADE"))
+    day: Mapped[dt.date] = mapped_column(Date, index=True)
+    title_ja: Mapped[str] = mapped_column(String(100))
+    title_en: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+
+
+class News(Base):
+    """Library news or an urgent closure notice (Yokohama's 緊急のお知らせ), written by staff."""
+
+    __tablename__ = "news"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title_ja: Mapped[str] = mapped_column(String(100))
+    title_en: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    body_ja: Mapped[str] = mapped_column(Text, default="", server_default="")
+    body_en: Mapped[str] = mapped_column(Text, default="", server_default="")
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    published_on: Mapped[dt.date] = mapped_column(Date, index=True)
+    shown_until: Mapped[dt.date | None] = mapped_column(Date)
+    mail_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    mailed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # notices made for every subscriber
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))

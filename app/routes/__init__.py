@@ -1,10 +1,12 @@
 """Every route handler, gathered for create_app()."""
 
 from app.routes import (
+    alerts,
     auth,
     cart,
     catalog,
     emails,
+    history,
     holds,
     lists,
     loans,
@@ -13,6 +15,7 @@ from app.routes import (
     registration,
     selfreg,
     staff,
+    staff_news,
 )
 
 ROUTES = [
@@ -101,4 +104,26 @@ ROUTES = [
     selfreg.review_document,
     selfreg.approve,
     selfreg.reject,
+    history.index,
+    history.settings,
+    history.create_shelf,
+    history.rename_shelf,
+    history.delete_shelf,
+    history.move,
+    history.remove,
+    history.download,
+    alerts.index,
+    alerts.save,
+    alerts.rename,
+    alerts.delete,
+    alerts.unsubscribe_page,
+    alerts.unsubscribe,
+    staff_news.news_page,
+    staff_news.publish,
+    staff_news.withdraw,
+    staff_news.add_event,
+    staff_news.delete_event,
+    pages.calendar_feed,
+    pages.calendar_settings,
+    pages.calendar_reset,
 ]

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.i18n import gettext
 from app.routes._deps import RecordId
 from app.routes._render import render, session_patron
-from app.services import catalog, lists
+from app.services import alerts, catalog, lists
 from app.services.cart import ids_in
 
 
@@ -28,6 +28,12 @@ async def search_page(request: Request, db: NamedDependency[AsyncSession]) -> ob
     except catalog.SearchError as problem:
         params, error = catalog.SearchParams(q=catalog.clean_text(raw.get("q"))), problem
     results = await catalog.search(db, params) if error is None else catalog.SearchPage(params, [], 0, False)
+    patron = session_patron(request)
+    my_lists: list[lists.ListSummary] = []
+    favourite_ids: set[int] = set()
+    if patron is not None and results.hits:
+        my_lists = await lists.summaries(db, patron.id)
+        favourite_ids = await lists.favourite_ids(db, patron.id, [h.id for h in results.hits])
     return render(
         request,
         "search/results.html",
@@ -41,6 +47,9 @@ async def search_page(request: Request, db: NamedDependency[AsyncSession]) -> ob
         material_labels=catalog.MATERIAL_LABELS,
         cart_ids=set(ids_in(request.session)),
         raw=raw,
+        my_lists=my_lists,
+        favourite_ids=favourite_ids,
+        alert_search=alerts.search_query_string(params),
     )
 
 

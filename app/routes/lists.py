@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 from litestar import Request, Response, get, post
@@ -14,6 +15,8 @@ from app.routes._deps import RecordId
 from app.routes._render import flash, redirect, render, safe_next, wants_fragment
 from app.services import lists
 from app.services.accounts import SessionPatron
+
+SLOT = re.compile(r"list-result(-\d{1,10})?")  # where htmx puts the answer (one per search result)
 
 
 def _message(problem: lists.ListRefused) -> str:
@@ -133,6 +136,7 @@ async def add_entry(
             block="added",
             message=message,
             level=level,
+            slot=slot if SLOT.fullmatch(slot := str(form.get("slot", ""))) else "list-result",
             status_code=200 if level == "ok" else 400,
         )
     flash(request, message, level)

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import unicodedata
 from email import message_from_bytes
 from email import policy as email_policy
 from pathlib import Path
+from typing import Annotated
 
-from litestar import MediaType, Request, Response, get
+from litestar import MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
+from litestar.params import PathParameter
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
+from app.i18n import gettext
 from app.policy import Policy
-from app.routes._render import redirect, render, session_patron
+from app.routes._render import flash, redirect, render, session_patron
 from app.routes.loans import refusal_text
-from app.services import card, holds, loans
+from app.services import alerts, card, feed, holds, lists, loans, marathon, news
 from app.services.accounts import SessionPatron
 
 
@@ -27,6 +32,21 @@ async def home(request: Request) -> object:
     return render(request, "pages/home.html")
 
 
+def _month(raw: str | None, today: dt.date) -> dt.date:
+    """`?month=YYYY-MM` for the calendar, within two years of today; this month otherwise."""
+    text = unicodedata.normalize("NFKC", raw or "").strip()[:7]
+    try:
+        first = dt.date.fromisoformat(text + "-01")
+    except ValueError:
+        return today.replace(day=1)
+    return first if abs((first - today).days) <= 2 * 366 else today.replace(day=1)
+
+
+def _shift(first: dt.date, months: int) -> dt.date:
+    index = first.year * 12 + first.month - 1 + months
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
 @get("/mylibrary", name="pages:mylibrary")
 async def mylibrary(
     request: Request,
@@ -34,18 +54,78 @@ async def mylibrary(
     db: NamedDependency[AsyncSession],
     policy: NamedDependency[Policy],
 ) -> object:
+    """The dashboard (Fukushima's マイライブラリー): the urgent things first, then the rest at a glance."""
     today = clock.today()
     loan_list = await loans.list_loans(db, patron.id, today=today, policy=policy)
     hold_list = await holds.list_holds(db, patron.id, today=today, policy=policy)
+    first = _month(request.query_params.get("month"), today)
+    marathons = await marathon.progress(db, patron.id)
+    overdue = [loan for loan in loan_list if loan.overdue]
     return render(
         request,
         "pages/mylibrary.html",
-        loans=loan_list,
-        overdue=[loan for loan in loan_list if loan.overdue],
+        loans=overdue + [loan for loan in loan_list if not loan.overdue],
+        overdue=overdue,
+        due_soon=[loan for loan in loan_list if not loan.overdue and (loan.due_on - today).days <= 3],
         ready=[h for h in hold_list if h.status == "ready"],
         active_holds=[h for h in hold_list if h.status != "cancelled"],
+        cancelled=[h for h in hold_list if h.status == "cancelled"],
+        book_lists=await lists.summaries(db, patron.id),
+        alert_list=await alerts.list_alerts(db, patron.id),
+        marathon=marathons[0] if marathons else None,
+        news_items=await news.current(db, today),
+        month=await news.month(db, first),
+        prev_month=_shift(first, -1).isoformat()[:7],
+        next_month=_shift(first, 1).isoformat()[:7],
         refusal_text=lambda r: refusal_text(r, policy),
     )
+
+
+@get("/calendar/{token:str}", name="feed:ics", opt={"skip_session": True}, include_in_schema=False)
+async def calendar_feed(
+    request: Request, token: Annotated[str, PathParameter(max_length=100)], db: NamedDependency[AsyncSession]
+) -> Response[bytes]:
+    """Due dates and shelf deadlines as iCalendar, for the patron's own calendar app (secret address)."""
+    found = await feed.patron_for(db, token.removesuffix(".ics")[:80]) if token.endswith(".ics") else None
+    if found is None:
+        raise NotFoundException()
+    body = await feed.build(db, found[0], found[1], request.url.hostname or "mylibrary")
+    return Response(
+        body,
+        media_type="text/calendar; charset=utf-8",
+        headers={
+            "Cache-Control": "private, max-age=900",
+            "Content-Disposition": 'inline; filename="library.ics"',
+        },
+    )
+
+
+@get("/account/calendar", name="account:calendar")
+async def calendar_settings(
+    request: Request, patron: NamedDependency[SessionPatron], db: NamedDependency[AsyncSession]
+) -> object:
+    token = await feed.patron_token(db, patron.id)
+    url = None
+    if token:
+        url = request.app.state.settings.base_url.rstrip("/") + f"/calendar/{token}.ics"
+    return render(request, "account/calendar.html", feed_url=url)
+
+
+@post("/account/calendar", name="account:calendar_reset")
+async def calendar_reset(
+    request: Request, patron: NamedDependency[SessionPatron], db: NamedDependency[AsyncSession]
+) -> object:
+    """Make (or replace) the secret address; the old one stops working at once."""
+    had = await feed.patron_token(db, patron.id)
+    await feed.reset(db, patron.id)
+    flash(
+        request,
+        gettext("A new address was made. The old one no longer works.")
+        if had
+        else gettext("Your address is ready."),
+        "ok",
+    )
+    return redirect(request.app.route_reverse("account:calendar"))
 
 
 @get("/favicon.ico", name="pages:favicon", include_in_schema=False)

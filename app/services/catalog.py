@@ -218,7 +218,7 @@ def search_key(pub_year: int | None, bib_id: int) -> int:
     return (max(0, min(pub_year or 0, 9999)) << 32) | bib_id
 
 
-def _index_values(row: dict) -> dict:  # type: ignore[type-arg]
+def index_values(row: dict) -> dict:  # type: ignore[type-arg]
     title_fields = (
         row["title"],
         row["title_reading"],
@@ -251,7 +251,7 @@ def _write_index(conn: Connection, rows: Sequence[dict]) -> None:  # type: ignor
     stale = [{"k": r["search_key"]} for r in rows if r["search_key"] is not None]
     if stale:
         conn.execute(text("DELETE FROM bib_fts WHERE rowid = :k"), stale)
-    values = [_index_values(r) for r in rows]
+    values = [index_values(r) for r in rows]
     if values:
         conn.execute(text(_INSERT), values)
         conn.execute(
@@ -302,6 +302,9 @@ async def reindex_bibs(session: AsyncSession, bib_ids: Sequence[int]) -> None:
 # ---------------------------------------------------------------- search
 
 
+NOTHING = "\x00nothing"  # a match expression that no index row can satisfy
+
+
 def _match_expression(params: SearchParams) -> str | None:
     parts = [term_expression(params.q).expression]
     for column, value in (
@@ -313,7 +316,7 @@ def _match_expression(params: SearchParams) -> str | None:
         if value:
             expression = term_expression(value, column).expression
             if expression is None:
-                return "\x00nothing"  # a field was filled but holds nothing searchable: no results
+                return NOTHING  # a field was filled but holds nothing searchable: no results
             parts.append(expression)
     found = [p for p in parts if p]
     return " AND ".join(f"({p})" for p in found) if found else None
@@ -347,39 +350,70 @@ def _filters(params: SearchParams, key: str) -> tuple[list[str], dict[str, objec
     return clauses, binds
 
 
+FTS_DEFINITION = (
+    "CREATE VIRTUAL TABLE bib_fts USING fts5("
+    "title, author, publisher, subject, chars, "
+    "tokenize = 'unicode61 remove_diacritics 2', detail = 'full')"
+)
+
+
+@dataclass(frozen=True)
+class KeyQuery:
+    """The statements that find a search's keys (pub_year << 32 | bib id) in bib_fts, bibs and items."""
+
+    base: str  # every matching key, unordered
+    newest: str  # a page of keys, newest first (:limit, :offset)
+    relevance: str  # a page of keys, best first (:limit, :offset)
+    binds: dict[str, object]
+    has_terms: bool
+
+
+def key_query(params: SearchParams) -> KeyQuery | None:
+    """SQL for a search, or None when it can match nothing. Also run by the new-arrival digest."""
+    if params.is_empty:
+        return None
+    match = _match_expression(params)
+    if match == NOTHING or (match is None and not params.is_advanced):
+        return None
+    if match is not None:
+        clauses, binds = _filters(params, "rowid")
+        where = " AND ".join(["bib_fts MATCH :match", *clauses])
+        binds["match"] = match
+        base = f"SELECT rowid AS k FROM bib_fts WHERE {where}"
+        # bm25 reads every match's statistics whatever the LIMIT, so it ranks only result sets of
+        # up to RANK_CANDIDATES; a broader query is shown newest first (measured in bench/search.py).
+        return KeyQuery(
+            base,
+            f"{base} ORDER BY rowid DESC LIMIT :limit OFFSET :offset",
+            "SELECT rowid AS k FROM bib_fts "
+            f"WHERE {where} ORDER BY bm25(bib_fts, 10.0, 5.0, 1.0, 2.0, 0.5), rowid DESC "
+            "LIMIT :limit OFFSET :offset",
+            binds,
+            True,
+        )
+    clauses, binds = _filters(params, "k")
+    inner = "SELECT ((coalesce(pub_year, 0) << 32) | id) AS k FROM bibs"
+    base = f"SELECT k FROM ({inner}) WHERE {' AND '.join(clauses)}"
+    newest = f"{base} ORDER BY k DESC LIMIT :limit OFFSET :offset"
+    return KeyQuery(base, newest, newest, binds, False)
+
+
 async def search(session: AsyncSession, params: SearchParams) -> SearchPage:
     """One page of results with availability; the only entry point pages use."""
     if params.is_empty:
         return SearchPage(params, [], 0, False)
     if session.get_bind().dialect.name != "sqlite":
         return await _search_like(session, params)
-    match = _match_expression(params)
-    if match == "\x00nothing":
-        return SearchPage(params, [], 0, False)
-    if match is None and not params.is_advanced:
+    query = key_query(params)
+    if query is None:
         return SearchPage(params, [], 0, False)
     offset = (params.page - 1) * PAGE_SIZE
-    if match is not None:
-        clauses, binds = _filters(params, "rowid")
-        where = " AND ".join(["bib_fts MATCH :match", *clauses])
-        binds["match"] = match
-        base = f"SELECT rowid AS k FROM bib_fts WHERE {where}"
-        newest_sql = f"{base} ORDER BY rowid DESC LIMIT :limit OFFSET :offset"
-        # bm25 reads every match's statistics whatever the LIMIT, so it ranks only result sets of
-        # up to RANK_CANDIDATES; a broader query is shown newest first (measured in bench/search.py).
-        relevance_sql = (
-            "SELECT rowid AS k FROM bib_fts "
-            f"WHERE {where} ORDER BY bm25(bib_fts, 10.0, 5.0, 1.0, 2.0, 0.5), rowid DESC "
-            "LIMIT :limit OFFSET :offset"
-        )
-    else:
-        clauses, binds = _filters(params, "k")
-        inner = "SELECT ((coalesce(pub_year, 0) << 32) | id) AS k FROM bibs"
-        base = f"SELECT k FROM ({inner}) WHERE {' AND '.join(clauses)}"
-        newest_sql = relevance_sql = f"{base} ORDER BY k DESC LIMIT :limit OFFSET :offset"
-    counted = await session.scalar(text(f"SELECT count(*) FROM ({base} LIMIT {COUNT_CAP + 1})"), binds) or 0
+    binds = query.binds
+    counted = (
+        await session.scalar(text(f"SELECT count(*) FROM ({query.base} LIMIT {COUNT_CAP + 1})"), binds) or 0
+    )
     broad = counted > RANK_CANDIDATES
-    page_sql = relevance_sql if params.sort == "relevance" and not broad else newest_sql
+    page_sql = query.relevance if params.sort == "relevance" and not broad else query.newest
     keys = (
         (await session.execute(text(page_sql), {**binds, "limit": PAGE_SIZE, "offset": offset}))
         .scalars()
@@ -391,7 +425,7 @@ async def search(session: AsyncSession, params: SearchParams) -> SearchPage:
         hits,
         min(counted, COUNT_CAP),
         counted > COUNT_CAP,
-        newest_instead=params.sort == "relevance" and broad and match is not None,
+        newest_instead=params.sort == "relevance" and broad and query.has_terms,
     )
 
 

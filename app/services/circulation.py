@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.i18n import N_
 from app.models import Bib, Branch, Hold, Item, Loan, Patron, StaffAudit
 from app.policy import Policy
-from app.services import calendar, holds, notices
+from app.services import calendar, history, holds, notices
 from app.services.accounts import normalize_digits
 from app.services.passwords import hash_password
 
@@ -145,6 +145,8 @@ async def checkout(
     due = await due_date(session, branch_id, today + dt.timedelta(days=policy.loan_days))
     session.add(Loan(item_id=item.id, patron_id=patron.id, branch_id=branch_id, loaned_on=today, due_on=due))
     item.status, item.location_branch_id = "on_loan", None
+    if patron.keep_history:  # My本棚: only while the patron opts in
+        await history.record_loan(session, patron.id, item.bib_id, today)
     await audit(session, staff_id, "checkout", item.barcode, f"card {patron.card_number}, due {due}")
     await session.commit()
     return Outcome("checked_out", item.barcode, title, patron.name, due_on=due)

@@ -20,6 +20,7 @@ from pymarc.marcxml import parse_xml_to_array
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import clock
 from app.models import MATERIAL_TYPES, Bib, Branch, Item, Series
 from app.services.catalog import normalize_isbn, reindex_bibs
 
@@ -415,7 +416,10 @@ async def _write_batch(
         for item in record.items:
             row = items.get(item.barcode)
             if row is None:
-                row = Item(barcode=item.barcode, bib_id=bib.id, status="on_shelf")
+                # A new copy is available from the day it is imported (the new-arrival digest's date).
+                row = Item(
+                    barcode=item.barcode, bib_id=bib.id, status="on_shelf", available_since=clock.today()
+                )
                 session.add(row)
                 items[item.barcode] = row
             row.branch_id, row.loanable, row.shelfmark = (

@@ -1,4 +1,4 @@
-"""The day's work: pickup mails, expiring uncollected holds, due-date, overdue and card-expiry notices.
+"""The day's work: pickup mails, expiring holds, due-date, overdue and card-expiry notices, the digest.
 
 Run by arq's cron each morning and by `python -m app jobs run --date YYYY-MM-DD` for any day. Every
 step is safe to run twice for one day: notices are keyed by their event, holds move on by
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import clock
 from app.models import Bib, Branch, Hold, Item, Loan, Patron
 from app.policy import Policy, get_policy
-from app.services import circulation, notices, selfreg
+from app.services import alerts, circulation, notices, selfreg
 from app.settings import get_settings
 
 CARD_EXPIRY_NOTICE_DAYS = 30  # Yokohama: card-expiry notice a month before
@@ -30,6 +30,7 @@ async def run_day(session: AsyncSession, day: dt.date, policy: Policy) -> dict[s
         "due_reminder": 0,
         "overdue": 0,
         "card_expiry": 0,
+        "new_arrivals": 0,
     }
     # Pickup mails for holds that became ready the day before (normally queued at allocation already).
     ready = (
@@ -101,6 +102,10 @@ async def run_day(session: AsyncSession, day: dt.date, policy: Policy) -> dict[s
             now=dt.datetime.combine(day, dt.time(8)),
         )
     await session.commit()
+    if alerts.is_digest_day(day):  # Fukushima: 第2・第4火曜日
+        settings = get_settings()
+        digest = await alerts.run_digest(session, day, secret=settings.secret_key, base_url=settings.base_url)
+        counts["new_arrivals"] = digest["new_arrivals"]
     counts["documents_deleted"] = await selfreg.purge_documents(
         session,
         policy=policy,

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import clock, mail
 from app.policy import get_policy
-from app.services import emails, notices, registration, selfreg
+from app.services import emails, news, notices, registration, selfreg
 from app.settings import Settings
 
 log = logging.getLogger("app.mailer")
@@ -50,6 +50,8 @@ async def deliver_pending(  # type: ignore[no-untyped-def]
     worker_id = worker_id or f"run-{uuid.uuid4().hex[:12]}"
     sent = failed = 0
     async with maker() as session:
+        # Library news staff asked to mail becomes one notice per subscriber here, in the worker.
+        await news.fan_out(session, now or clock.now())
         while True:
             live = await _announce(redis, settings.redis_namespace, worker_id)
             when = now or clock.now()

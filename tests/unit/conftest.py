@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +22,7 @@ from tests.support import (
     build_demo_database,
     clear_namespace,
     copy_database,
+    free_port,
     new_namespace,
     require_redis,
 )
@@ -111,3 +114,23 @@ async def login(
 async def token(client: AsyncTestClient, path: str = "/loans") -> str:
     page = await client.get(path)
     return csrf_from(page.text)
+
+
+class Inbox:
+    """What a real SMTP server (aiosmtpd) received: (recipients, parsed message)."""
+
+    def __init__(self) -> None:
+        self.messages: list = []  # type: ignore[type-arg]
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content, policy=policy.default)))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():  # type: ignore[no-untyped-def]
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, inbox
+    controller.stop()

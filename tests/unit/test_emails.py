@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,9 +15,7 @@ from app.db import make_engine, make_sessionmaker
 from app.models import Email, Patron
 from app.services.emails import EmailRefused, check_address
 from app.tasks.mailer import deliver_pending
-from tests.support import free_port
-from tests.unit.conftest import csrf_from, login, make_settings
-from tests.unit.test_mail import Inbox
+from tests.unit.conftest import Inbox, csrf_from, login, make_settings
 
 
 @pytest.mark.parametrize(
@@ -41,15 +38,6 @@ def test_mistakes_are_named(address: str, reason: str) -> None:
 
 def test_good_address_passes() -> None:
     assert check_address("  taro.suzuki+lib@example.co.jp ") == "taro.suzuki+lib@example.co.jp"
-
-
-@pytest.fixture
-def smtp():  # type: ignore[no-untyped-def]
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
 
 
 async def _mail_the_link(database_url: str, namespace: str, tmp_path: Path, port: int, inbox: Inbox) -> str:

@@ -6,11 +6,9 @@ import datetime as dt
 import os
 import subprocess
 import sys
-from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,24 +24,6 @@ from tests.unit.conftest import make_settings
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = load_policy("default")
 FRIDAY = dt.date(2026, 11, 20)
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list = []  # type: ignore[type-arg]
-
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content, policy=policy.default)))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():  # type: ignore[no-untyped-def]
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
 
 
 def _settings(database_url: str, namespace: str, tmp_path: Path, port: int) -> Settings:

@@ -161,8 +161,7 @@ async def test_mailed_temporary_password_logs_in_to_the_forced_change(
     from app.db import make_engine, make_sessionmaker
     from app.tasks.mailer import deliver_pending
     from tests.support import free_port
-    from tests.unit.conftest import make_settings
-    from tests.unit.test_mail import Inbox
+    from tests.unit.conftest import Inbox, make_settings
 
     inbox = Inbox()
     smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())

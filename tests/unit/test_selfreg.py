@@ -8,7 +8,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from litestar.testing import AsyncTestClient
 from PIL import Image
 from sqlalchemy import select
@@ -18,9 +17,7 @@ from app.db import make_engine, make_sessionmaker
 from app.models import Patron, Registration, RegistrationDocument
 from app.services import selfreg
 from app.tasks.mailer import deliver_pending
-from tests.support import free_port
 from tests.unit.conftest import csrf_from, login, make_settings
-from tests.unit.test_mail import Inbox
 from tests.unit.test_staff_routes import staff_login
 
 FORM = {
@@ -106,15 +103,6 @@ def test_metadata_is_stripped() -> None:
     assert content_type == "image/png" and b"home address" not in cleaned
     cleaned, content_type, ext = selfreg.clean_image(jpeg_with_exif())
     assert (content_type, ext) == ("image/jpeg", "jpg") and b"SecretCameraMaker" not in cleaned
-
-
-@pytest.fixture
-def smtp():  # type: ignore[no-untyped-def]
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
 
 
 async def _send(database_url: str, namespace: str, tmp_path: Path, port: int) -> None:
