@@ -18,7 +18,9 @@ from app.models import (
     Email,
     Hold,
     Item,
+    LibraryEvent,
     Loan,
+    News,
     Patron,
     PickupLocation,
     Series,
@@ -264,6 +266,7 @@ async def load_demo(session: AsyncSession, today: dt.date) -> dict[str, int]:
     branches = await _branches(session, today)
     bibs = await _catalogue(session, branches, today)
     await _patrons(session, branches, bibs, today)
+    await _arrivals_events_news(session, branches, today)
     unindexed = (await session.scalars(select(Bib.id).where(Bib.search_key.is_(None)))).all()
     await reindex_bibs(session, list(unindexed))
     await session.commit()
@@ -372,6 +375,90 @@ async def _catalogue(session: AsyncSession, branches: dict[str, Branch], today: 
     )
     await session.flush()
     return bibs
+
+
+NEW_ARRIVALS = [
+    # control number, title, reading, author, reading, publisher, subjects, days since it became available
+    (
+        "demo-new-1",
+        "宇宙のふしぎ図鑑",
+        "うちゅうのふしぎずかん",
+        "星野 光",
+        "ほしの ひかる",
+        "学研",
+        "宇宙 天文 図鑑",
+        2,
+    ),
+    (
+        "demo-new-2",
+        "はじめての和食",
+        "はじめてのわしょく",
+        "田中 みそ",
+        "たなか みそ",
+        "主婦の友社",
+        "料理",
+        5,
+    ),
+    ("demo-new-3", "A Guide to Japanese Libraries", "", "Jane Reader", "", "Library Press", "libraries", 9),
+]
+
+
+async def _arrivals_events_news(session: AsyncSession, branches: dict[str, Branch], today: dt.date) -> None:
+    """New arrivals (for the digest), two events on the calendar and one piece of library news."""
+    existing = {
+        b.control_number: b
+        for b in await session.scalars(select(Bib).where(Bib.control_number.like("demo-new-%")))
+    }
+    for n, (control, title, reading, author, author_reading, publisher, subjects, ago) in enumerate(
+        NEW_ARRIVALS
+    ):
+        bib = existing.get(control)
+        if bib is None:
+            bib = Bib(
+                control_number=control,
+                title=title,
+                title_reading=reading,
+                authors=author,
+                authors_reading=author_reading,
+                publisher=publisher,
+                pub_year=today.year,
+                subjects=subjects,
+                language="jpn" if reading else "eng",
+            )
+            session.add(bib)
+            await session.flush()
+            session.add(Item(barcode=f"29000000{n + 1}", bib_id=bib.id, branch_id=branches["central"].id))
+            await session.flush()
+        # Kept new whenever the demo is loaded again: dates are relative to today.
+        bib.pub_year = today.year
+        for item in await session.scalars(select(Item).where(Item.bib_id == bib.id)):
+            item.available_since = today - dt.timedelta(days=ago)
+    if not await session.scalar(select(LibraryEvent.id).limit(1)):
+        saturday = today + dt.timedelta(days=(5 - today.weekday()) % 7 or 7)
+        session.add(
+            LibraryEvent(
+                branch_id=branches["central"].id, day=saturday, title_ja="おはなし会", title_en="Story time"
+            )
+        )
+        session.add(
+            LibraryEvent(
+                branch_id=None,
+                day=today + dt.timedelta(days=12),
+                title_ja="リサイクル本フェア",
+                title_en="Recycled book fair",
+            )
+        )
+    if not await session.scalar(select(News.id).limit(1)):
+        session.add(
+            News(
+                title_ja="年末年始の休館について",
+                title_en="Closed over the New Year",
+                body_ja="12月29日から1月3日まで、すべての図書館は休館します。",
+                body_en="All libraries are closed from 29 December to 3 January.",
+                published_on=today,
+            )
+        )
+    await session.flush()
 
 
 async def _patrons(

@@ -342,8 +342,11 @@ async def test_news_is_shown_and_mailed_to_subscribers_only(
     await db.execute(update(Patron).where(Patron.id == hanako.id).values(notify_news=True))
     await db.commit()
     csrf = await _staff_login(client)
+    before = await db.scalar(select(func.count()).select_from(News))
     bad = await client.post("/staff/news", data={"_csrf_token": csrf, "title_ja": "x" * 101})
-    assert bad.status_code == 400 and await db.scalar(select(func.count()).select_from(News)) == 0
+    assert bad.status_code == 400 and await db.scalar(select(func.count()).select_from(News)) == before
+    no_csrf = await client.post("/staff/news", data={"title_ja": "no token"})
+    assert no_csrf.status_code == 403 and await db.scalar(select(func.count()).select_from(News)) == before
     posted = await client.post(
         "/staff/news",
         data={
