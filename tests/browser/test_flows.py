@@ -124,6 +124,12 @@ def test_no_page_scrolls_sideways_at_360px(phone: Page) -> None:
             "/account/password",
             "/card",
             "/cart",
+            "/lists",
+            "/favourites",
+            "/history",
+            "/marathon",
+            "/alerts",
+            "/account/calendar",
             "/login?text=large",
         ]:
             phone.goto(f"{path}{'&' if '?' in path else '?'}lang={lang}&text=large")

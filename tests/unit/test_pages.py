@@ -165,3 +165,16 @@ async def test_dev_mailbox_lists_kept_mail(database_url: str, namespace: str, tm
         and "【市立図書館】テスト" in page.text
         and "&lt;b&gt;本文&lt;/b&gt;" in page.text
     )
+
+
+def test_page_templates_have_no_inline_styles() -> None:
+    """The CSP allows styles only from 'self': an inline style attribute is blocked (and logged) in browsers."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "app" / "templates"
+    offenders = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.html")
+        if "mail" not in path.parts and ('style="' in path.read_text() or "<style" in path.read_text())
+    ]
+    assert offenders == []
