@@ -168,7 +168,7 @@ async def test_dev_mailbox_lists_kept_mail(database_url: str, namespace: str, tm
 
 
 def test_page_templates_have_no_inline_styles() -> None:
-    """The CSP allows styles only from 'self': an inline style attribute is blocked (and logged) in browsers."""
+    """The CSP allows styles only from 'self': browsers block (and log) an inline style attribute."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2] / "app" / "templates"
