@@ -168,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
             ),
             ("/loans (10 loans)", _wrk(base + "/loans", args.seconds, args.connections, auth)),
             (
+                "/mylibrary dashboard (10 loans, holds, lists, alerts, news, calendar)",
+                _wrk(base + "/mylibrary", args.seconds, args.connections, auth),
+            ),
+            (
                 "search results page (/search?q=の, 20 hits)",
                 _wrk(base + "/search?q=%E3%81%AE", args.seconds, args.connections, auth),
             ),
