@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -316,6 +317,10 @@ class Notice(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     claimed_until: Mapped[dt.datetime | None] = mapped_column(DateTime)  # a worker is sending it until then
     claimed_by: Mapped[str | None] = mapped_column(String(60))  # which worker (see app/tasks/mailer.py)
+
+
+# The table itself, for Core bulk inserts (executemany) of notices.
+NOTICES: Table = Notice.__table__  # type: ignore[assignment]
 
 
 class StaffAudit(Base):

@@ -34,7 +34,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import N_
-from app.models import Alert, Bib, Email, Item, Notice, Patron, Series
+from app.models import NOTICES, Alert, Bib, Email, Item, Patron, Series
 from app.services import catalog
 
 MAX_ALERTS = 10
@@ -283,6 +283,23 @@ class ArrivalIndex:
             self.arrivals[bib["id"]] = Arrival(bib["id"], bib["title"], bib["authors"], bib["pub_year"])
         self.db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)", items)
         self._cache: dict[str, list[int]] = {}
+        self._sections: dict[str, dict[str, Any]] = {}
+
+    def section(self, query_json: str, base_url: str) -> dict[str, Any] | None:
+        """What a mail says for this search (titles and a link to all results); None when nothing matched.
+
+        Many patrons save the same searches, so each distinct one is matched and rendered once."""
+        if query_json not in self._sections:
+            found = self.match(query_json)
+            self._sections[query_json] = {
+                "search": base_url.rstrip("/") + "/search?" + search_query_string(from_json(query_json)),
+                "titles": [
+                    {"id": b, "title": self.arrivals[b].title, "authors": self.arrivals[b].authors}
+                    for b in found
+                ],
+            }
+        section = self._sections[query_json]
+        return section if section["titles"] else None
 
     def match(self, query_json: str) -> list[int]:
         """Bib ids of the new arrivals this alert's search finds, newest first."""
@@ -353,18 +370,9 @@ async def run_digest(session: AsyncSession, day: dt.date, *, secret: str, base_u
             .order_by(Alert.patron_id, Alert.id)
         ):
             counts["alerts"] += 1
-            found = index.match(query)
-            if found:
-                grouped.setdefault(patron_id, []).append(
-                    {
-                        "name": name,
-                        "search": base_url.rstrip("/") + "/search?" + search_query_string(from_json(query)),
-                        "titles": [
-                            {"id": b, "title": index.arrivals[b].title, "authors": index.arrivals[b].authors}
-                            for b in found
-                        ],
-                    }
-                )
+            section = index.section(query, base_url)
+            if section is not None:
+                grouped.setdefault(patron_id, []).append({"name": name, **section})
         counts["statements"] += 1
         rows = [
             {
@@ -386,8 +394,10 @@ async def run_digest(session: AsyncSession, day: dt.date, *, secret: str, base_u
             for patron_id, found_alerts in grouped.items()
         ]
         if rows:
-            result = await session.execute(
-                insert(Notice).values(rows).on_conflict_do_nothing(index_elements=["dedup_key"])
+            # executemany of one compiled statement (a multi-row VALUES would be compiled per batch).
+            connection = await session.connection()
+            result = await connection.execute(
+                insert(NOTICES).on_conflict_do_nothing(index_elements=["dedup_key"]), rows
             )
             counts["new_arrivals"] += result.rowcount or 0  # type: ignore[attr-defined]
             counts["statements"] += 1

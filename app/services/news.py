@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import N_
-from app.models import Branch, ClosedDay, Email, LibraryEvent, News, Notice, Patron
+from app.models import NOTICES, Branch, ClosedDay, Email, LibraryEvent, News, Notice, Patron
 
 MAX_TITLE = 100
 MAX_BODY = 2000
@@ -168,22 +168,20 @@ async def fan_out(session: AsyncSession, now: dt.datetime) -> int:
             if not ids:
                 break
             last = ids[-1]
-            result = await session.execute(
-                insert(Notice)
-                .values(
-                    [
-                        {
-                            "type": "library_news",
-                            "patron_id": pid,
-                            "dedup_key": f"news:{news_id}:patron:{pid}",
-                            "payload": payload,
-                            "status": "pending",
-                            "next_attempt_at": now.replace(tzinfo=None),
-                        }
-                        for pid in ids
-                    ]
-                )
-                .on_conflict_do_nothing(index_elements=["dedup_key"])
+            connection = await session.connection()  # executemany of one compiled statement
+            result = await connection.execute(
+                insert(NOTICES).on_conflict_do_nothing(index_elements=["dedup_key"]),
+                [
+                    {
+                        "type": "library_news",
+                        "patron_id": pid,
+                        "dedup_key": f"news:{news_id}:patron:{pid}",
+                        "payload": payload,
+                        "status": "pending",
+                        "next_attempt_at": now.replace(tzinfo=None),
+                    }
+                    for pid in ids
+                ],
             )
             queued += result.rowcount or 0  # type: ignore[attr-defined]
             await session.commit()
