@@ -123,6 +123,7 @@ ROUTES = [
     staff_news.withdraw,
     staff_news.add_event,
     staff_news.delete_event,
+    pages.calendar_month,
     pages.calendar_feed,
     pages.calendar_settings,
     pages.calendar_reset,

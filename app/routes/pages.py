@@ -58,7 +58,6 @@ async def mylibrary(
     today = clock.today()
     loan_list = await loans.list_loans(db, patron.id, today=today, policy=policy)
     hold_list = await holds.list_holds(db, patron.id, today=today, policy=policy)
-    first = _month(request.query_params.get("month"), today)
     marathons = await marathon.progress(db, patron.id)
     overdue = [loan for loan in loan_list if loan.overdue]
     return render(
@@ -74,10 +73,27 @@ async def mylibrary(
         alert_list=await alerts.list_alerts(db, patron.id),
         marathon=marathons[0] if marathons else None,
         news_items=await news.current(db, today),
+        month_param=_month(request.query_params.get("month"), today).isoformat()[:7]
+        if request.query_params.get("month")
+        else "",
+        refusal_text=lambda r: refusal_text(r, policy),
+    )
+
+
+@get("/calendar", name="calendar:month")
+async def calendar_month(request: Request, db: NamedDependency[AsyncSession]) -> object:
+    """The library calendar: a month of closed days and events. Public; the dashboard loads it lazily
+    (htmx), so the dashboard itself stays cheap, and without JavaScript it is one link away."""
+    today = clock.today()
+    first = _month(request.query_params.get("month"), today)
+    return render(
+        request,
+        "pages/calendar.html",
+        block="calendar",
         month=await news.month(db, first),
         prev_month=_shift(first, -1).isoformat()[:7],
         next_month=_shift(first, 1).isoformat()[:7],
-        refusal_text=lambda r: refusal_text(r, policy),
+        headers={"Cache-Control": "private, max-age=300"},
     )
 
 

@@ -130,6 +130,7 @@ def test_no_page_scrolls_sideways_at_360px(phone: Page) -> None:
             "/marathon",
             "/alerts",
             "/account/calendar",
+            "/calendar",
             "/login?text=large",
         ]:
             phone.goto(f"{path}{'&' if '?' in path else '?'}lang={lang}&text=large")

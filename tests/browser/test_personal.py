@@ -149,6 +149,18 @@ def test_dashboard_on_a_phone_puts_the_urgent_things_first(phone: Page) -> None:
     expect(dashboard.locator("#events")).to_contain_text("Story time")
     expect(dashboard).to_contain_text("Closed over the New Year")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    heading = page.locator("#calendar .pager strong")
+    this_month = heading.inner_text()
     page.get_by_role("link", name="Next month").click()
-    expect(page).to_have_url(re.compile(r"month=\d{4}-\d{2}"))
+    expect(heading).not_to_have_text(this_month)
     expect(page.locator("#dashboard table")).to_be_visible()
+
+
+def test_dashboard_without_javascript_links_to_the_calendar(phone_no_js: Page) -> None:
+    page = phone_no_js
+    log_in(page)
+    page.goto("/mylibrary?lang=en")
+    page.get_by_role("link", name="Closed days and events").click()
+    expect(page.get_by_role("table")).to_be_visible()
+    page.get_by_role("link", name="Next month").click()
+    expect(page).to_have_url(re.compile(r"/calendar\?month=\d{4}-\d{2}"))

@@ -404,14 +404,22 @@ async def test_dashboard_overdue_first_calendar_and_cancelled_holds(
     page = (await client.get("/mylibrary?lang=en")).text
     assert "is overdue" in page
     assert "Recently cancelled holds" in page and "こころ" in page
-    assert "Story time" in page
-    if "1" in central.closed_weekdays:
-        assert "Closed" in page
     assert "雪国" not in page
+    # The calendar comes lazily (htmx) from /calendar, and is one link away without JavaScript.
+    assert 'hx-get="/calendar"' in page and 'href="/calendar"' in page
+    calendar = (await client.get("/calendar?lang=en")).text
+    assert "Story time" in calendar and "<table" in calendar
+    if "1" in central.closed_weekdays:
+        assert "Closed" in calendar
+    fragment = await client.get("/calendar", headers={"HX-Request": "true"})
+    assert fragment.text.lstrip().startswith("<section") and "<html" not in fragment.text
     # Other months and bad month values.
-    assert (await client.get("/mylibrary?month=2027-01")).status_code == 200
-    assert (await client.get("/mylibrary?month=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%97-01")).status_code == 200
-    assert (await client.get("/mylibrary?month=garbage")).status_code == 200
+    assert "January 2027" in (await client.get("/calendar?month=2027-01&lang=en")).text
+    assert (
+        "January 2027" in (await client.get("/calendar?month=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%97-01")).text
+    )
+    for bad in ("garbage", "2027-13", "1999-01", "9" * 400):
+        assert (await client.get(f"/calendar?month={bad}")).status_code == 200
 
 
 async def test_calendar_feed_secret_address_and_reset(client: AsyncTestClient, db: AsyncSession) -> None:
