@@ -85,6 +85,7 @@ ROUTES = [
     lists.show,
     lists.rename,
     lists.delete_list,
+    lists.add_form,
     lists.add_entry,
     lists.remove_entry,
     lists.download,

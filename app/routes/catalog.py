@@ -29,10 +29,8 @@ async def search_page(request: Request, db: NamedDependency[AsyncSession]) -> ob
         params, error = catalog.SearchParams(q=catalog.clean_text(raw.get("q"))), problem
     results = await catalog.search(db, params) if error is None else catalog.SearchPage(params, [], 0, False)
     patron = session_patron(request)
-    my_lists: list[lists.ListSummary] = []
     favourite_ids: set[int] = set()
     if patron is not None and results.hits:
-        my_lists = await lists.summaries(db, patron.id)
         favourite_ids = await lists.favourite_ids(db, patron.id, [h.id for h in results.hits])
     return render(
         request,
@@ -47,7 +45,6 @@ async def search_page(request: Request, db: NamedDependency[AsyncSession]) -> ob
         material_labels=catalog.MATERIAL_LABELS,
         cart_ids=set(ids_in(request.session)),
         raw=raw,
-        my_lists=my_lists,
         favourite_ids=favourite_ids,
         alert_search=alerts.search_query_string(params),
     )

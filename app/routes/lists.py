@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 from urllib.parse import quote
 
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
+from litestar.params import QueryParameter
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import gettext
+from app.models import Bib
 from app.routes._deps import RecordId
 from app.routes._render import flash, redirect, render, safe_next, wants_fragment
 from app.services import lists
@@ -110,6 +114,28 @@ async def delete_list(
         raise NotFoundException() from exc
     flash(request, gettext("The list was deleted."), "ok")
     return redirect(request.app.route_reverse("lists:index"))
+
+
+@get("/lists/add", name="lists:add_form")
+async def add_form(
+    request: Request,
+    bib_id: Annotated[int, QueryParameter(ge=1, le=2_147_483_647)],
+    patron: NamedDependency[SessionPatron],
+    db: NamedDependency[AsyncSession],
+) -> object:
+    """From a search result: pick a list (htmx loads this form in place; without JavaScript, a page)."""
+    title = await db.scalar(select(Bib.title).where(Bib.id == bib_id))
+    if title is None:
+        raise NotFoundException()
+    return render(
+        request,
+        "lists/add_form.html",
+        block="add_form",
+        bib_id=bib_id,
+        title=title,
+        my_lists=await lists.summaries(db, patron.id),
+        next_url=safe_next(request.query_params.get("next"), "/lists"),
+    )
 
 
 @post("/lists/entries", name="lists:add_entry")

@@ -49,6 +49,35 @@ def test_add_to_a_list_from_the_title_page_and_download_csv(phone: Page) -> None
     assert rows[1][0] == "こころ" and rows[1][5] == "'=1+1 再読したい"  # a formula made harmless
 
 
+def test_add_to_a_list_from_the_search_results(phone: Page) -> None:
+    page = phone
+    log_in(page)
+    page.goto("/lists?lang=en")
+    page.get_by_label("List name").fill("夏休み")
+    page.get_by_role("button", name="New list").click()
+    page.goto("/search?q=こころ&lang=en")
+    hit = page.locator("li.hit", has=page.get_by_role("link", name="こころ", exact=True))
+    hit.get_by_role("link", name="Add こころ to the list").click()
+    hit.get_by_label("Memo").fill("読書感想文")
+    hit.get_by_role("button", name="Add to list").click()
+    expect(hit.get_by_role("status")).to_have_text("Added to the list.")
+    expect(page).to_have_url(re.compile(r"/search\?q="))  # still on the results
+
+
+def test_add_to_a_list_from_the_search_results_without_javascript(phone_no_js: Page) -> None:
+    page = phone_no_js
+    log_in(page)
+    page.goto("/lists?lang=en")
+    page.get_by_label("List name").fill("夏休み")
+    page.get_by_role("button", name="New list").click()
+    page.goto("/search?q=こころ&lang=en")
+    hit = page.locator("li.hit", has=page.get_by_role("link", name="こころ", exact=True))
+    hit.get_by_role("link", name="Add こころ to the list").click()
+    page.get_by_role("button", name="Add to list").click()
+    expect(page).to_have_url(re.compile(r"/search\?q="))
+    expect(page.get_by_text("Added to the list.")).to_be_visible()
+
+
 def test_favourite_from_the_results_and_the_favourites_page(phone: Page) -> None:
     page = phone
     log_in(page)

@@ -127,3 +127,16 @@ async def test_favourite_toggle(client: AsyncTestClient, db: AsyncSession) -> No
     await client.post(f"/favourites/{bib}", data={"_csrf_token": csrf})
     assert await db.scalar(select(Favourite.id)) is None
     assert (await client.post("/favourites/999999", data={"_csrf_token": csrf})).status_code == 404
+
+
+async def test_add_form_for_a_search_result(client: AsyncTestClient, db: AsyncSession) -> None:
+    await login(client)
+    bib = await db.scalar(select(Bib.id).where(Bib.title == "こころ"))
+    await lists.create(db, await _hanako(db), "夏休み")
+    form = await client.get(f"/lists/add?bib_id={bib}&next=/search?q=x", headers={"HX-Request": "true"})
+    assert form.status_code == 200 and "夏休み" in form.text and "<html" not in form.text
+    assert 'name="next" value="/search?q=x"' in form.text
+    offsite = await client.get(f"/lists/add?bib_id={bib}&next=https://evil.example/")
+    assert 'value="https://evil.example/"' not in offsite.text  # only paths on this site
+    assert (await client.get("/lists/add?bib_id=999999")).status_code == 404
+    assert (await client.get("/lists/add?bib_id=abc")).status_code == 400
