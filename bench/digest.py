@@ -168,8 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         r = asyncio.run(measure(url, directory, args.mails))
         print(f"## New-arrival digest for {DAY} (set-up {setup_seconds:.0f} s)\n")
         print(
-            "| catalogue | patrons | alerts | titles with a copy new this fortnight | new arrivals (all rules) | seconds | statements "
-            "| statements/patron | mails queued |"
+            "| catalogue | patrons | alerts | titles with a copy new this fortnight "
+            "| new arrivals (all rules) "
+            "| seconds | statements | statements/patron | mails queued |"
         )
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         print(
