@@ -22,8 +22,8 @@ def _url() -> str:
 
 
 def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
-    """The FTS5 search index is managed by hand (migration 0002), not by autogenerate."""
-    return not (type_ == "table" and name is not None and name.startswith("bib_fts"))
+    """The search indexes are managed by hand (migrations 0002 and 0012), not by autogenerate."""
+    return not (type_ == "table" and name is not None and name.startswith(("bib_fts", "bib_search")))
 
 
 def run_migrations_offline() -> None:

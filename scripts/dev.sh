@@ -2,6 +2,7 @@
 # Set everything up and run the app with the demo library: migrations, demo data, web server,
 # worker, Redis (when none is running) and a development mailbox. Ctrl-C stops them all.
 set -euo pipefail
+WITH_POSTGRES="${WITH_POSTGRES:-0}"  # the development server uses SQLite unless DATABASE_URL says otherwise
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 export APP_ENV="${APP_ENV:-development}"

@@ -43,6 +43,29 @@ then
   for _ in $(seq 1 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 
+# PostgreSQL for the second run of the tests (TEST_DATABASE=postgresql): the server at
+# TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres, trust auth), started here
+# from Debian's package where none answers.
+if [[ "${WITH_POSTGRES:-1}" == "1" ]] && ! "$PYTHON" - <<'PY' >/dev/null 2>&1
+import os, socket, urllib.parse
+u = urllib.parse.urlparse(os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+socket.create_connection((u.hostname or "127.0.0.1", u.port or 5432), timeout=2).close()
+PY
+then
+  echo "==> installing and starting PostgreSQL (trust auth on 127.0.0.1, for the tests)"
+  command -v pg_ctlcluster >/dev/null 2>&1 || {
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+  }
+  version="$(ls /etc/postgresql | sort -V | tail -1)"
+  hba="/etc/postgresql/$version/main/pg_hba.conf"
+  if ! $SUDO grep -q "^host all all 127.0.0.1/32 trust" "$hba"; then
+    $SUDO sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+  fi
+  $SUDO pg_ctlcluster "$version" main start || $SUDO pg_ctlcluster "$version" main reload
+  for _ in $(seq 1 50); do pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+
 if [[ ! -x .venv/bin/python ]]; then
   echo "==> creating the virtualenv in .venv"
   "$PYTHON" -m venv .venv

@@ -8,7 +8,9 @@ ruff check app tests bench migrations
 ruff format --check app tests bench migrations
 echo "==> mypy (services)"
 mypy
-echo "==> unit and route tests"
+echo "==> unit and route tests on SQLite"
 python -m pytest tests/unit -q -p no:cacheprovider
+echo "==> unit and route tests on PostgreSQL"
+TEST_DATABASE=postgresql python -m pytest tests/unit -q -p no:cacheprovider
 echo "==> browser tests (Playwright, Debian's Chromium)"
 python -m pytest tests/browser -q -p no:cacheprovider

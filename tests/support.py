@@ -1,4 +1,4 @@
-"""Helpers shared by unit and browser tests: real Redis, real SQLite files, the demo library."""
+"""Helpers for unit and browser tests: real Redis, SQLite files or PostgreSQL databases, the demo library."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ import uuid
 from pathlib import Path
 
 import redis
+from sqlalchemy import Engine
+from sqlalchemy.pool import NullPool
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Which database the suite runs on: "sqlite" (default) or "postgresql" (scripts/test.sh runs both).
+BACKEND = os.environ.get("TEST_DATABASE", "sqlite")
+if BACKEND not in ("sqlite", "postgresql"):
+    raise RuntimeError(f"TEST_DATABASE must be sqlite or postgresql, not {BACKEND!r}")
+# A PostgreSQL server where the tests may create and drop databases (each test gets its own).
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def require_redis() -> None:
@@ -36,14 +44,64 @@ def clear_namespace(namespace: str) -> None:
         client.delete(*keys)
 
 
+def _postgres_admin(*statements: str) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    async def run() -> None:
+        connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
+        try:
+            for statement in statements:
+                await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def require_postgres() -> None:
+    """Fail (never skip) with a message that says what to start."""
+    try:
+        _postgres_admin("SELECT 1")
+    except (OSError, Exception) as exc:
+        raise RuntimeError(
+            f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc}). Install and start it: "
+            "apt-get install -y postgresql && pg_ctlcluster 15 main start (trust auth for 127.0.0.1), "
+            "or set TEST_POSTGRES_URL."
+        ) from exc
+
+
+def postgres_url(name: str) -> str:
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    return base.replace("postgresql://", "postgresql+asyncpg://", 1) + "/" + name
+
+
+def new_database_name(prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+def create_postgres_database(name: str, template: str | None = None) -> str:
+    """A fresh database (a copy of `template` when given); returns its SQLAlchemy URL."""
+    suffix = f" TEMPLATE {template}" if template else ""
+    _postgres_admin(f"CREATE DATABASE {name}{suffix}")
+    return postgres_url(name)
+
+
+def drop_postgres_database(name: str) -> None:
+    _postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def build_demo_database(path: Path) -> None:
     """Migrate a fresh SQLite file with Alembic and load the demo library into it."""
+    load_demo_into(f"sqlite+aiosqlite:///{path}")
+
+
+def load_demo_into(url: str) -> None:
+    """Migrate the database at `url` with Alembic and load the demo library into it."""
     from app import clock
     from app.cli import migrate
     from app.db import session_scope
     from app.demo import load_demo
 
-    url = f"sqlite+aiosqlite:///{path}"
     migrate(url)
 
     async def load() -> None:
@@ -62,3 +120,10 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def sync_engine(url: str) -> Engine:
+    """A synchronous engine on the same database as the app's async URL (tests that poke at rows)."""
+    from sqlalchemy import create_engine
+
+    return create_engine(url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg"), poolclass=NullPool)

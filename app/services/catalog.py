@@ -17,13 +17,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
-from sqlalchemy import Connection, Select, and_, func, or_, select, text
+from sqlalchemy import Connection, Select, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from app.i18n import N_
 from app.models import MATERIAL_TYPES, Bib, Branch, Hold, Item, Loan, Series
-from app.services.search_text import bigram_text, char_text, term_expression
+from app.services.search_text import (
+    bigram_text,
+    char_text,
+    term_expression,
+    tsquery_expression,
+    tsvector_literal,
+)
 
 PAGE_SIZE = 20
 MAX_PAGE = 500
@@ -247,13 +253,23 @@ _INSERT = (
 )
 
 
+_PG_INSERT = "INSERT INTO bib_search (key, doc) VALUES (:rowid, CAST(:doc AS tsvector))"
+
+
 def _write_index(conn: Connection, rows: Sequence[dict]) -> None:  # type: ignore[type-arg]
+    postgres = conn.dialect.name == "postgresql"
     stale = [{"k": r["search_key"]} for r in rows if r["search_key"] is not None]
     if stale:
-        conn.execute(text("DELETE FROM bib_fts WHERE rowid = :k"), stale)
+        table, key = ("bib_search", "key") if postgres else ("bib_fts", "rowid")
+        conn.execute(text(f"DELETE FROM {table} WHERE {key} = :k"), stale)
     values = [index_values(r) for r in rows]
     if values:
-        conn.execute(text(_INSERT), values)
+        if postgres:
+            conn.execute(
+                text(_PG_INSERT), [{"rowid": v["rowid"], "doc": tsvector_literal(v)} for v in values]
+            )
+        else:
+            conn.execute(text(_INSERT), values)
         conn.execute(
             text("UPDATE bibs SET search_key = :rowid WHERE id = :id"),
             [{"rowid": v["rowid"], "id": r["id"]} for v, r in zip(values, rows, strict=True)],
@@ -262,9 +278,8 @@ def _write_index(conn: Connection, rows: Sequence[dict]) -> None:  # type: ignor
 
 def reindex_all_sync(conn: Connection, batch: int = 5000) -> int:
     """Rebuild the whole index (migrations, `python -m app reindex`)."""
-    if conn.dialect.name != "sqlite":
-        return 0
-    conn.execute(text("DELETE FROM bib_fts"))
+    postgres = conn.dialect.name == "postgresql"
+    conn.execute(text("DELETE FROM bib_search" if postgres else "DELETE FROM bib_fts"))
     conn.execute(text("UPDATE bibs SET search_key = NULL"))
     last, total = 0, 0
     while True:
@@ -275,8 +290,11 @@ def reindex_all_sync(conn: Connection, batch: int = 5000) -> int:
             )
         ]
         if not rows:
-            # Merge the index's segments once after a bulk build: later reads touch fewer pages.
-            conn.execute(text("INSERT INTO bib_fts(bib_fts) VALUES ('optimize')"))
+            if postgres:
+                conn.execute(text("ANALYZE bib_search"))
+            else:
+                # Merge the index's segments once after a bulk build: later reads touch fewer pages.
+                conn.execute(text("INSERT INTO bib_fts(bib_fts) VALUES ('optimize')"))
             return total
         _write_index(conn, rows)
         last, total = rows[-1]["id"], total + len(rows)
@@ -284,7 +302,7 @@ def reindex_all_sync(conn: Connection, batch: int = 5000) -> int:
 
 async def reindex_bibs(session: AsyncSession, bib_ids: Sequence[int]) -> None:
     """Bring these bibs' index rows in step with the bibs table (call after inserts or updates)."""
-    if not bib_ids or session.get_bind().dialect.name != "sqlite":
+    if not bib_ids:
         return
     for start in range(0, len(bib_ids), 500):
         chunk = list(bib_ids[start : start + 500])
@@ -305,8 +323,9 @@ async def reindex_bibs(session: AsyncSession, bib_ids: Sequence[int]) -> None:
 NOTHING = "\x00nothing"  # a match expression that no index row can satisfy
 
 
-def _match_expression(params: SearchParams) -> str | None:
-    parts = [term_expression(params.q).expression]
+def _match_expression(params: SearchParams, dialect: str = "sqlite") -> str | None:
+    build = tsquery_expression if dialect == "postgresql" else term_expression
+    parts = [build(params.q).expression]
     for column, value in (
         ("title", params.title),
         ("author", params.author),
@@ -314,12 +333,13 @@ def _match_expression(params: SearchParams) -> str | None:
         ("subject", params.subject),
     ):
         if value:
-            expression = term_expression(value, column).expression
+            expression = build(value, column).expression
             if expression is None:
                 return NOTHING  # a field was filled but holds nothing searchable: no results
             parts.append(expression)
     found = [p for p in parts if p]
-    return " AND ".join(f"({p})" for p in found) if found else None
+    joiner = " & " if dialect == "postgresql" else " AND "
+    return joiner.join(f"({p})" for p in found) if found else None
 
 
 def _filters(params: SearchParams, key: str) -> tuple[list[str], dict[str, object]]:
@@ -368,14 +388,35 @@ class KeyQuery:
     has_terms: bool
 
 
-def key_query(params: SearchParams) -> KeyQuery | None:
-    """SQL for a search, or None when it can match nothing. Also run by the new-arrival digest."""
+# ts_rank weights in PostgreSQL's order {D, C, B, A}: subject, publisher, author, title (as bm25 below).
+_PG_RANK_WEIGHTS = "{0.2, 0.1, 0.5, 1.0}"
+
+
+def key_query(params: SearchParams, dialect: str = "sqlite") -> KeyQuery | None:
+    """SQL for a search, or None when it can match nothing. Also run by the new-arrival digest.
+
+    SQLite: FTS5 (bib_fts, rowid = key). PostgreSQL: a GIN-indexed tsvector of the same tokens
+    (bib_search, see search_text.tsvector_literal). Filters and ordering are the same SQL on both.
+    """
     if params.is_empty:
         return None
-    match = _match_expression(params)
+    match = _match_expression(params, dialect)
     if match == NOTHING or (match is None and not params.is_advanced):
         return None
     if match is not None:
+        if dialect == "postgresql":
+            clauses, binds = _filters(params, "key")
+            where = " AND ".join(["doc @@ CAST(:match AS tsquery)", *clauses])
+            binds["match"] = match
+            base = f"SELECT key AS k FROM bib_search WHERE {where}"
+            return KeyQuery(
+                base,
+                f"{base} ORDER BY key DESC LIMIT :limit OFFSET :offset",
+                f"{base} ORDER BY ts_rank('{_PG_RANK_WEIGHTS}', doc, CAST(:match AS tsquery)) DESC, key DESC "
+                "LIMIT :limit OFFSET :offset",
+                binds,
+                True,
+            )
         clauses, binds = _filters(params, "rowid")
         where = " AND ".join(["bib_fts MATCH :match", *clauses])
         binds["match"] = match
@@ -392,8 +433,8 @@ def key_query(params: SearchParams) -> KeyQuery | None:
             True,
         )
     clauses, binds = _filters(params, "k")
-    inner = "SELECT ((coalesce(pub_year, 0) << 32) | id) AS k FROM bibs"
-    base = f"SELECT k FROM ({inner}) WHERE {' AND '.join(clauses)}"
+    inner = "SELECT ((CAST(coalesce(pub_year, 0) AS BIGINT) << 32) | id) AS k FROM bibs"
+    base = f"SELECT k FROM ({inner}) AS keyed WHERE {' AND '.join(clauses)}"
     newest = f"{base} ORDER BY k DESC LIMIT :limit OFFSET :offset"
     return KeyQuery(base, newest, newest, binds, False)
 
@@ -402,15 +443,16 @@ async def search(session: AsyncSession, params: SearchParams) -> SearchPage:
     """One page of results with availability; the only entry point pages use."""
     if params.is_empty:
         return SearchPage(params, [], 0, False)
-    if session.get_bind().dialect.name != "sqlite":
-        return await _search_like(session, params)
-    query = key_query(params)
+    query = key_query(params, session.get_bind().dialect.name)
     if query is None:
         return SearchPage(params, [], 0, False)
     offset = (params.page - 1) * PAGE_SIZE
     binds = query.binds
     counted = (
-        await session.scalar(text(f"SELECT count(*) FROM ({query.base} LIMIT {COUNT_CAP + 1})"), binds) or 0
+        await session.scalar(
+            text(f"SELECT count(*) FROM ({query.base} LIMIT {COUNT_CAP + 1}) AS capped"), binds
+        )
+        or 0
     )
     broad = counted > RANK_CANDIDATES
     page_sql = query.relevance if params.sort == "relevance" and not broad else query.newest
@@ -427,40 +469,6 @@ async def search(session: AsyncSession, params: SearchParams) -> SearchPage:
         counted > COUNT_CAP,
         newest_instead=params.sort == "relevance" and broad and query.has_terms,
     )
-
-
-async def _search_like(session: AsyncSession, params: SearchParams) -> SearchPage:
-    """Portable fallback for databases without the FTS index (substring match on title and authors)."""
-    conditions = []
-    for word in (params.q + " " + params.title + " " + params.author).split()[:8]:
-        pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        conditions.append(
-            or_(
-                Bib.title.ilike(pattern, escape="\\"),
-                Bib.title_reading.ilike(pattern, escape="\\"),
-                Bib.authors.ilike(pattern, escape="\\"),
-            )
-        )
-    if params.material_type:
-        conditions.append(Bib.material_type == params.material_type)
-    if params.year_from:
-        conditions.append(Bib.pub_year >= params.year_from)
-    if params.year_to:
-        conditions.append(Bib.pub_year <= params.year_to)
-    if params.isbn and normalize_isbn(params.isbn):
-        conditions.append(Bib.isbn == normalize_isbn(params.isbn))
-    where = and_(*conditions) if conditions else and_(True)
-    total = await session.scalar(select(func.count()).select_from(Bib).where(where)) or 0
-    ids = (
-        await session.scalars(
-            select(Bib.id)
-            .where(where)
-            .order_by(Bib.pub_year.desc().nulls_last(), Bib.id.desc())
-            .limit(PAGE_SIZE)
-            .offset((params.page - 1) * PAGE_SIZE)
-        )
-    ).all()
-    return SearchPage(params, await _hits(session, list(ids)), total, False)
 
 
 _HITS_SQL = """

@@ -7,6 +7,9 @@ characters go to a separate column so one-character queries work too. Katakana i
 hiragana, so ヤマダ and やまだ match; NFKC folds full-width letters and digits. Latin words are
 indexed as words and searched as prefixes. Query text is never passed to FTS as syntax: every
 token is quoted, so `"`, `*`, `NEAR`, `OR` or `-` in a query are just characters.
+
+PostgreSQL gets exactly the same tokens as a tsvector literal (tsvector_literal / tsquery_expression):
+weights stand for the FTS5 columns, positions make bigram phrases, `#` marks single characters.
 """
 
 from __future__ import annotations
@@ -86,3 +89,48 @@ def term_expression(text: str, column: str | None = None) -> Query:
             expr = _quote(run) + "*"
         parts.append(f"{column} : {expr}" if column else f"{{title author publisher subject}} : {expr}")
     return Query(" AND ".join(parts) if parts else None, tuple(terms))
+
+
+# ---------------------------------------------------------------- PostgreSQL: the same tokens in a tsvector
+
+WEIGHTS = {"title": "A", "author": "B", "publisher": "C", "subject": "D"}
+FIELD_GAP = 100  # positions between fields, so a phrase never runs from one field into the next
+MAX_POSITION = 16383  # PostgreSQL's limit for a tsvector position
+
+
+def _lexeme(token: str) -> str:
+    """A quoted tsvector/tsquery lexeme: PostgreSQL reads it as is (no parser, no dictionary)."""
+    return "'" + token.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsvector_literal(index: dict[str, str]) -> str:
+    """The FTS5 row of a bib (catalog.index_values) as a tsvector literal with weights and positions."""
+    parts: list[str] = []
+    position = 1
+    for column, weight in WEIGHTS.items():
+        for token in index[column].split():
+            parts.append(f"{_lexeme(token)}:{min(position, MAX_POSITION)}{weight}")
+            position += 1
+        position += FIELD_GAP
+    parts.extend(_lexeme("#" + ch) for ch in index["chars"].split())
+    return " ".join(parts)
+
+
+def tsquery_expression(text: str, column: str | None = None) -> Query:
+    """term_expression for PostgreSQL: AND of every term; a Japanese run is a phrase of bigrams."""
+    weight = WEIGHTS[column] if column else ""
+    parts: list[str] = []
+    terms: list[str] = []
+    for run, cjk in _runs(text)[:MAX_TERMS]:
+        terms.append(run)
+        if cjk and len(run) == 1:
+            parts.append(_lexeme("#" + run))  # the single-character namespace, any field
+            continue
+        if cjk:
+            grams = [
+                f"{_lexeme(run[i : i + 2])}{':' + weight if weight else ''}" for i in range(len(run) - 1)
+            ]
+            parts.append("(" + " <-> ".join(grams) + ")")
+        else:
+            parts.append(f"{_lexeme(run)}:*{weight}")
+    return Query(" & ".join(parts) if parts else None, tuple(terms))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -18,28 +18,48 @@ from app.db import make_engine, make_sessionmaker
 from app.main import create_app
 from app.settings import Settings, load_settings
 from tests.support import (
+    BACKEND,
     REDIS_URL,
     build_demo_database,
     clear_namespace,
     copy_database,
+    create_postgres_database,
+    drop_postgres_database,
     free_port,
+    load_demo_into,
+    new_database_name,
     new_namespace,
+    require_postgres,
     require_redis,
 )
 
 
 @pytest.fixture(scope="session")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | str]:
+    """The demo library, built once: a SQLite file, or a PostgreSQL database used as a template."""
     require_redis()
     clock.set_today(None)
+    if BACKEND == "postgresql":
+        require_postgres()
+        name = new_database_name("mylib_template")
+        load_demo_into(create_postgres_database(name))
+        yield name
+        drop_postgres_database(name)
+        return
     path = tmp_path_factory.mktemp("template") / "demo.sqlite3"
     build_demo_database(path)
-    return path
+    yield path
 
 
 @pytest.fixture
-def database_url(demo_template: Path, tmp_path: Path) -> str:
-    return copy_database(demo_template, tmp_path / "library.sqlite3")
+def database_url(demo_template: Path | str, tmp_path: Path) -> Iterator[str]:
+    """Each test's own copy of the demo library (a file copy, or CREATE DATABASE ... TEMPLATE)."""
+    if BACKEND == "postgresql":
+        name = new_database_name("mylib_test")
+        yield create_postgres_database(name, template=str(demo_template))
+        drop_postgres_database(name)
+        return
+    yield copy_database(Path(demo_template), tmp_path / "library.sqlite3")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import make_engine, make_sessionmaker
@@ -18,7 +18,7 @@ from app.policy import load_policy
 from app.services import circulation, notices
 from app.settings import Settings
 from app.tasks.mailer import deliver_pending
-from tests.support import REDIS_URL, clear_namespace, free_port, new_namespace
+from tests.support import REDIS_URL, clear_namespace, free_port, new_namespace, sync_engine
 from tests.unit.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,16 +174,16 @@ def test_jobs_run_command_sends_the_days_mail(database_url: str, tmp_path: Path,
         "REDIS_NAMESPACE": namespace,
     }
     # Hanako has opted in to due-date reminders; her renewable loan is due in 4 days (policy: 2 days before).
-    import sqlite3
-
-    path = database_url.split("///", 1)[1]
-    with sqlite3.connect(path) as con:
-        con.execute("UPDATE patrons SET notify_due = 1 WHERE card_number = '100000017'")
+    with sync_engine(database_url).begin() as con:
+        con.execute(text("UPDATE patrons SET notify_due = true WHERE card_number = '100000017'"))
         due = con.execute(
-            "SELECT l.due_on FROM loans l JOIN items i ON i.id = l.item_id JOIN bibs b ON b.id = i.bib_id "
-            "WHERE b.title = '吾輩は猫である'"
-        ).fetchone()[0]
-    day = (dt.date.fromisoformat(due) - dt.timedelta(days=2)).isoformat()
+            text(
+                "SELECT l.due_on FROM loans l JOIN items i ON i.id = l.item_id "
+                "JOIN bibs b ON b.id = i.bib_id WHERE b.title = '吾輩は猫である'"
+            )
+        ).scalar_one()
+    due = due if isinstance(due, dt.date) else dt.date.fromisoformat(due)
+    day = (due - dt.timedelta(days=2)).isoformat()
     try:
         for _ in range(2):  # twice for the same day: one mail
             done = subprocess.run(

@@ -7,32 +7,56 @@ import smtplib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 import redis
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import inspect, text
 
 from app.tasks.heartbeat import heartbeat_key
-from tests.support import REDIS_URL, clear_namespace, free_port, new_namespace
+from tests.support import (
+    BACKEND,
+    REDIS_URL,
+    clear_namespace,
+    create_postgres_database,
+    drop_postgres_database,
+    free_port,
+    new_database_name,
+    new_namespace,
+    sync_engine,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+@pytest.fixture
+def empty_database(tmp_path: Path) -> Iterator[str]:
+    """An empty database on the suite's backend: a new SQLite file or a new PostgreSQL database."""
+    if BACKEND == "postgresql":
+        name = new_database_name("mylib_empty")
+        yield create_postgres_database(name)
+        drop_postgres_database(name)
+    else:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
+
+
+def _env(tmp_path: Path, url: str = "", **extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "APP_ENV": "test",
         "VAR_DIR": str(tmp_path / "var"),
         "REDIS_URL": REDIS_URL,
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}",
+        "DATABASE_URL": url or f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}",
         **extra,
     }
 
 
-def test_migrate_creates_the_schema_from_alembic(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "app", "migrate"], env=_env(tmp_path), cwd=ROOT, check=True)
-    tables = set(inspect(create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")).get_table_names())
+def test_migrate_creates_the_schema_from_alembic(tmp_path: Path, empty_database: str) -> None:
+    env = _env(tmp_path, empty_database)
+    subprocess.run([sys.executable, "-m", "app", "migrate"], env=env, cwd=ROOT, check=True)
+    tables = set(inspect(sync_engine(empty_database)).get_table_names())
     assert {
         "patrons",
         "loans",
@@ -98,27 +122,30 @@ def test_development_mailbox_keeps_every_mail(tmp_path: Path) -> None:
         process.wait(timeout=10)
 
 
-def test_migrations_upgrade_a_database_that_holds_data(tmp_path: Path) -> None:
-    """Each migration must run on a library in use, not only on an empty file."""
-    env = _env(tmp_path)
-    import sqlite3
-
+def test_migrations_upgrade_a_database_that_holds_data(tmp_path: Path, empty_database: str) -> None:
+    """Each migration must run on a library in use, not only on an empty database."""
+    env = _env(tmp_path, empty_database)
     from app.cli import migrate
 
-    url = env["DATABASE_URL"]
-    migrate(url, "0001")
-    path = url.split("///", 1)[1]
-    with sqlite3.connect(path) as con:
-        con.execute("PRAGMA foreign_keys=ON")
-        con.execute("INSERT INTO branches (code, name_ja, name_en) VALUES ('b', 'b', 'b')")
+    migrate(empty_database, "0001")
+    engine = sync_engine(empty_database)
+    with engine.begin() as con:
+        if BACKEND == "sqlite":
+            con.execute(text("PRAGMA foreign_keys=ON"))
+        con.execute(text("INSERT INTO branches (code, name_ja, name_en) VALUES ('b', 'b', 'b')"))
         con.execute(
-            "INSERT INTO patrons (card_number, card_expires_on, name) VALUES ('100000017', '2030-01-01', 'x')"
+            text(
+                "INSERT INTO patrons (card_number, card_expires_on, name) "
+                "VALUES ('100000017', '2030-01-01', 'x')"
+            )
         )
-        con.execute("INSERT INTO bibs (title) VALUES ('吾輩は猫である')")
-        con.execute("INSERT INTO items (barcode, bib_id, branch_id) VALUES ('1', 1, 1)")
+        con.execute(text("INSERT INTO bibs (title) VALUES ('吾輩は猫である')"))
+        con.execute(text("INSERT INTO items (barcode, bib_id, branch_id) VALUES ('1', 1, 1)"))
         con.execute(
-            "INSERT INTO holds (patron_id, bib_id, placed_at, pickup_branch_id) "
-            "VALUES (1, 1, '2026-01-01', 1)"
+            text(
+                "INSERT INTO holds (patron_id, bib_id, placed_at, pickup_branch_id) "
+                "VALUES (1, 1, '2026-01-01', 1)"
+            )
         )
     done = subprocess.run(
         [sys.executable, "-m", "app", "migrate"],
@@ -129,7 +156,14 @@ def test_migrations_upgrade_a_database_that_holds_data(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    with sqlite3.connect(path) as con:
-        assert con.execute("SELECT count(*) FROM holds").fetchone() == (1,)
-        assert con.execute("SELECT rowid FROM bib_fts WHERE bib_fts MATCH '\"猫で\"'").fetchall()
-        assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+    with engine.connect() as con:
+        assert con.execute(text("SELECT count(*) FROM holds")).scalar_one() == 1
+        if BACKEND == "sqlite":
+            assert con.execute(
+                text("SELECT rowid FROM bib_fts WHERE bib_fts MATCH :q"), {"q": '"猫で"'}
+            ).all()
+            assert con.execute(text("PRAGMA foreign_key_check")).all() == []
+        else:  # the existing title was indexed by migration 0012
+            query = text("SELECT key FROM bib_search WHERE doc @@ CAST(:q AS tsquery)")
+            assert con.execute(query, {"q": "'猫で'"}).all()
+    engine.dispose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,8 +13,9 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from sqlalchemy import text
 
-from tests.support import REDIS_URL, clear_namespace, free_port, new_namespace
+from tests.support import REDIS_URL, clear_namespace, free_port, new_namespace, sync_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 TOTAL = 200
@@ -43,15 +43,20 @@ class SlowGreetingInbox:
         return "250 OK"
 
 
+SENT = text("SELECT count(*) FROM notices WHERE status = 'sent'")
+
+
 def test_sigkill_mid_batch_then_restart_sends_each_mail_once(database_url: str, tmp_path: Path) -> None:
-    path = database_url.split("///", 1)[1]
-    with sqlite3.connect(path) as con:
-        (hanako,) = con.execute("SELECT id FROM patrons WHERE card_number = '100000017'").fetchone()
-        con.executemany(
-            "INSERT INTO notices (type, patron_id, dedup_key, payload, status, attempts, next_attempt_at) "
-            "VALUES ('card_expiry', ?, ?, '{\"expires_on\": \"2030-01-01\"}', 'pending', 0, "
-            "'2020-01-01 00:00:00')",
-            [(hanako, f"kill-test:{n}") for n in range(TOTAL)],
+    engine = sync_engine(database_url)
+    with engine.begin() as con:
+        hanako = con.execute(text("SELECT id FROM patrons WHERE card_number = '100000017'")).scalar_one()
+        con.execute(
+            text(
+                "INSERT INTO notices (type, patron_id, dedup_key, payload, status, attempts, "
+                "next_attempt_at) VALUES ('card_expiry', :patron, :key, "
+                "'{\"expires_on\": \"2030-01-01\"}', 'pending', 0, '2020-01-01 00:00:00')"
+            ),
+            [{"patron": hanako, "key": f"kill-test:{n}"} for n in range(TOTAL)],
         )
     inbox = SlowGreetingInbox()
     smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
@@ -80,20 +85,23 @@ def test_sigkill_mid_batch_then_restart_sends_each_mail_once(database_url: str, 
             assert time.monotonic() < deadline and worker.poll() is None, "the worker did not start sending"
             time.sleep(0.01)
         # Kill it while it waits for a greeting: its last mail is delivered and recorded.
-        while True:
-            with sqlite3.connect(path) as con:
-                recorded = con.execute("SELECT count(*) FROM notices WHERE status = 'sent'").fetchone()[0]
-            if inbox.greeting.is_set() and recorded == len(inbox.message_ids):
-                os.kill(worker.pid, signal.SIGKILL)
-                break
-            time.sleep(0.001)
+        with engine.connect() as con:
+            while True:
+                recorded = con.execute(
+                    text("SELECT count(*) FROM notices WHERE status = 'sent'")
+                ).scalar_one()
+                con.rollback()  # a fresh snapshot for the next look
+                if inbox.greeting.is_set() and recorded == len(inbox.message_ids):
+                    os.kill(worker.pid, signal.SIGKILL)
+                    break
+                time.sleep(0.001)
         worker.wait(timeout=10)
         killed_at = len(inbox.message_ids)
         assert killed_at < TOTAL, "the worker finished before it could be killed"
-        with sqlite3.connect(path) as con:
+        with engine.connect() as con:
             claimed = con.execute(
-                "SELECT count(*) FROM notices WHERE status = 'pending' AND claimed_by IS NOT NULL"
-            ).fetchone()[0]
+                text("SELECT count(*) FROM notices WHERE status = 'pending' AND claimed_by IS NOT NULL")
+            ).scalar_one()
         assert claimed > 0  # the dead worker left claims behind
         # The dead worker's announcement expires 60 s after its last mail; take it away now instead
         # of waiting, then start a new worker.
@@ -119,8 +127,10 @@ def test_sigkill_mid_batch_then_restart_sends_each_mail_once(database_url: str, 
             restarted.terminate()
             restarted.wait(timeout=10)
         assert len(inbox.message_ids) == TOTAL and len(set(inbox.message_ids)) == TOTAL
-        with sqlite3.connect(path) as con:
-            assert con.execute("SELECT count(*) FROM notices WHERE status = 'sent'").fetchone()[0] == TOTAL
+        with engine.connect() as con:
+            assert (
+                con.execute(text("SELECT count(*) FROM notices WHERE status = 'sent'")).scalar_one() == TOTAL
+            )
     finally:
         smtp.stop()
         clear_namespace(namespace)
