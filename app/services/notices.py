@@ -22,6 +22,7 @@ from app.models import Bib, Email, Hold, Notice, Patron, Registration
 
 MAX_ATTEMPTS = 5
 CLAIM_SECONDS = 300
+CLAIM_MARGIN_SECONDS = 2
 
 
 async def queue(
@@ -107,7 +108,14 @@ async def claim_batch(
     stamp = now.replace(tzinfo=None)
     unclaimed = [Notice.claimed_by.is_(None), Notice.claimed_until < stamp]
     if live_workers is not None:
-        unclaimed.append(Notice.claimed_by.not_in(list(live_workers) or [""]))
+        # A claim of a worker that is no longer announced is taken over at once — but only a claim
+        # made before the caller read the list of live workers (with a margin for clocks): a worker
+        # that announced itself just after that read may already hold fresh claims, and taking
+        # those would send its mails twice (seen with two workers starting together).
+        taken_before = stamp + dt.timedelta(seconds=CLAIM_SECONDS - CLAIM_MARGIN_SECONDS)
+        unclaimed.append(
+            and_(Notice.claimed_by.not_in(list(live_workers) or [""]), Notice.claimed_until < taken_before)
+        )
     due = and_(
         Notice.status == "pending",
         or_(Notice.next_attempt_at.is_(None), Notice.next_attempt_at <= stamp),
