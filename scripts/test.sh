@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set everything up and run every test: lint, unit and route tests, then the browser tests.
+# Set everything up and run every test: lint, unit and route tests, then the browser tests —
+# the tests twice, on SQLite and on PostgreSQL.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh" --with-browser
 
@@ -12,5 +13,7 @@ echo "==> unit and route tests on SQLite"
 python -m pytest tests/unit -q -p no:cacheprovider
 echo "==> unit and route tests on PostgreSQL"
 TEST_DATABASE=postgresql python -m pytest tests/unit -q -p no:cacheprovider
-echo "==> browser tests (Playwright, Debian's Chromium)"
+echo "==> browser tests (Playwright, Debian's Chromium) on SQLite"
 python -m pytest tests/browser -q -p no:cacheprovider
+echo "==> browser tests on PostgreSQL"
+TEST_DATABASE=postgresql python -m pytest tests/browser -q -p no:cacheprovider

@@ -45,17 +45,12 @@ def clear_namespace(namespace: str) -> None:
 
 
 def _postgres_admin(*statements: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]
+    """Run statements on the server's maintenance database (sync psycopg: works beside Playwright's loop)."""
+    import psycopg
 
-    async def run() -> None:
-        connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
-        try:
-            for statement in statements:
-                await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
+    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5) as connection:
+        for statement in statements:
+            connection.execute(statement)  # type: ignore[arg-type]
 
 
 def require_postgres() -> None:

@@ -15,11 +15,16 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from tests.support import (
+    BACKEND,
     REDIS_URL,
     clear_namespace,
     copy_database,
+    create_postgres_database,
+    drop_postgres_database,
     free_port,
+    new_database_name,
     new_namespace,
+    require_postgres,
     require_redis,
 )
 
@@ -45,20 +50,27 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Built with the operator's commands (`migrate`, `demo-data`), in their own processes."""
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | str]:
+    """Built with the operator's commands (`migrate`, `demo-data`), in their own processes.
+
+    On PostgreSQL (TEST_DATABASE=postgresql) it is a database each test's database is copied from."""
     require_redis()
     tmp = tmp_path_factory.mktemp("template")
-    path = tmp / "demo.sqlite3"
-    env = {
-        **os.environ,
-        "APP_ENV": "test",
-        "DATABASE_URL": f"sqlite+aiosqlite:///{path}",
-        "VAR_DIR": str(tmp),
-    }
+    name = ""
+    if BACKEND == "postgresql":
+        require_postgres()
+        name = new_database_name("mylib_btemplate")
+        url = create_postgres_database(name)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp / 'demo.sqlite3'}"
+    env = {**os.environ, "APP_ENV": "test", "DATABASE_URL": url, "VAR_DIR": str(tmp)}
     for command in ("migrate", "demo-data"):
         subprocess.run([sys.executable, "-m", "app", command], env=env, cwd=ROOT, check=True)
-    return path
+    if name:
+        yield name
+        drop_postgres_database(name)
+    else:
+        yield tmp / "demo.sqlite3"
 
 
 class LiveServer:
@@ -67,7 +79,7 @@ class LiveServer:
 
 
 @pytest.fixture
-def server(demo_template: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+def server(demo_template: Path | str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     """`python -m app serve` on a free port, against a fresh copy of the demo database.
 
     `@pytest.mark.policy("fukuoka")` runs the server with that library's policy.
@@ -75,10 +87,16 @@ def server(demo_template: Path, tmp_path: Path, request: pytest.FixtureRequest) 
     marker = request.node.get_closest_marker("policy")
     port = free_port()
     namespace = new_namespace()
+    database = ""
+    if BACKEND == "postgresql":
+        database = new_database_name("mylib_btest")
+        url = create_postgres_database(database, template=str(demo_template))
+    else:
+        url = copy_database(Path(demo_template), tmp_path / "lib.sqlite3")
     env = {
         **os.environ,
         "APP_ENV": "test",
-        "DATABASE_URL": copy_database(demo_template, tmp_path / "lib.sqlite3"),
+        "DATABASE_URL": url,
         "REDIS_URL": REDIS_URL,
         "REDIS_NAMESPACE": namespace,
         "VAR_DIR": str(tmp_path / "var"),
@@ -128,6 +146,8 @@ def server(demo_template: Path, tmp_path: Path, request: pytest.FixtureRequest) 
     except subprocess.TimeoutExpired:
         process.kill()
     clear_namespace(namespace)
+    if database:
+        drop_postgres_database(database)
 
 
 @pytest.fixture(scope="session")

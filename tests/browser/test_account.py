@@ -10,9 +10,10 @@ from email import message_from_bytes, policy
 
 from aiosmtpd.controller import Controller
 from playwright.sync_api import Page, expect
+from sqlalchemy import text
 
 from tests.browser.conftest import ROOT, LiveServer, log_in
-from tests.support import free_port
+from tests.support import free_port, sync_engine
 
 
 class Inbox:
@@ -203,12 +204,10 @@ def test_temporary_password_by_mail_then_forced_change(phone: Page, server: Live
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
-        import sqlite3
-
-        with sqlite3.connect(server.env["DATABASE_URL"].split("///", 1)[1]) as con:
+        with sync_engine(server.env["DATABASE_URL"]).connect() as con:
             rows = con.execute(
-                "SELECT type, status, next_attempt_at, claimed_by, last_error FROM notices"
-            ).fetchall()
+                text("SELECT type, status, next_attempt_at, claimed_by, last_error FROM notices")
+            ).all()
         assert inbox.bodies, f"{done.stdout} {done.stderr} {rows}"
         password = re.search(r"(?:仮パスワード|Your temporary password is): (\S+)", inbox.bodies[-1][1])
         assert password

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, expect
+from sqlalchemy import text
 
 from tests.browser.conftest import DESKTOP, PHONE, ROOT, LiveServer, log_in
-from tests.support import free_port
+from tests.support import free_port, sync_engine
 
 
 class Inbox:
@@ -91,11 +92,9 @@ def _today(server: LiveServer) -> dt.date:
 
 
 def _barcode(server: LiveServer, title: str) -> str:
-    import sqlite3
-
-    path = server.env["DATABASE_URL"].split("///", 1)[1]
-    with sqlite3.connect(path) as con:
-        row = con.execute(
-            "SELECT i.barcode FROM items i JOIN bibs b ON b.id = i.bib_id WHERE b.title = ?", (title,)
-        ).fetchone()
-    return str(row[0])
+    with sync_engine(server.env["DATABASE_URL"]).connect() as con:
+        barcode = con.execute(
+            text("SELECT i.barcode FROM items i JOIN bibs b ON b.id = i.bib_id WHERE b.title = :t"),
+            {"t": title},
+        ).scalar()
+    return str(barcode)

@@ -6,23 +6,25 @@ import csv
 import datetime as dt
 import io
 import re
-import sqlite3
 from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import text
 
 from tests.browser.conftest import DESKTOP, LiveServer, log_in
+from tests.support import sync_engine
 
 
 def _on_shelf_barcode(server: LiveServer, title: str) -> str:
-    path = server.env["DATABASE_URL"].split("///", 1)[1]
-    with sqlite3.connect(path) as con:
-        row = con.execute(
-            "SELECT i.barcode FROM items i JOIN bibs b ON b.id = i.bib_id "
-            "WHERE b.title = ? AND i.status = 'on_shelf'",
-            (title,),
-        ).fetchone()
-    return str(row[0])
+    with sync_engine(server.env["DATABASE_URL"]).connect() as con:
+        barcode = con.execute(
+            text(
+                "SELECT i.barcode FROM items i JOIN bibs b ON b.id = i.bib_id "
+                "WHERE b.title = :t AND i.status = 'on_shelf'"
+            ),
+            {"t": title},
+        ).scalar()
+    return str(barcode)
 
 
 def test_add_to_a_list_from_the_title_page_and_download_csv(phone: Page) -> None:
