@@ -374,3 +374,74 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def psycopg_url(database_url: str) -> str:
+    """postgresql+asyncpg://… → the plain libpq URL psycopg takes."""
+    return "postgresql://" + database_url.split("://", 1)[1]
+
+
+def insert_rows_postgres(database_url: str, n_bibs: int, seed: int = 0) -> int:
+    """The same rows as insert_rows() (same seed, same generator), loaded with COPY."""
+    import psycopg
+
+    catalogue = _Catalogue(seed)
+    with psycopg.connect(psycopg_url(database_url)) as db:
+        if db.execute("SELECT count(*) FROM branches").fetchone()[0] == 0:  # type: ignore[index]
+            with db.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO branches (code, name_ja, name_en, closed_weekdays, is_pickup_point) "
+                    "VALUES (%s, %s, %s, '', true)",
+                    BRANCHES,
+                )
+        branch_ids = [r[0] for r in db.execute("SELECT id FROM branches ORDER BY id LIMIT 3")]
+        next_item, items = 1, 0
+        for batch in _batches(n_bibs, BATCH):
+            bib_rows = [catalogue.bib_row(1 + i) for i in batch]
+            item_rows = []
+            for row in bib_rows:
+                for _ in range(1 if catalogue.rng.random() < 0.6 else 2):
+                    status = "on_loan" if catalogue.rng.random() < 0.2 else "on_shelf"
+                    branch = catalogue.rng.choice(branch_ids)
+                    item_rows.append((next_item, f"G{next_item:010d}", row[0], branch, status))
+                    next_item += 1
+            with db.cursor() as cur:
+                with cur.copy(
+                    "COPY bibs (id, control_number, title, title_reading, authors, authors_reading, "
+                    "publisher, pub_year, isbn, subjects, language, material_type, loanable) FROM STDIN"
+                ) as copy:
+                    for row in bib_rows:
+                        copy.write_row((*row[:12], bool(row[12])))
+                with cur.copy(
+                    "COPY items (id, barcode, bib_id, branch_id, status, loanable, is_ill, shelfmark) "
+                    "FROM STDIN"
+                ) as copy:
+                    for item in item_rows:
+                        copy.write_row((*item, True, False, ""))
+            db.commit()
+            items += len(item_rows)
+        db.execute("SELECT setval('bibs_id_seq', (SELECT max(id) FROM bibs))")
+        db.execute("SELECT setval('items_id_seq', (SELECT max(id) FROM items))")
+        db.commit()
+    return items
+
+
+def generate_postgres(database_url: str, n_bibs: int, seed: int = 0) -> GenerateStats:
+    """Fill a migrated, empty PostgreSQL database, then build the app's search index (bib_search)."""
+    from sqlalchemy import create_engine
+
+    from app.services.catalog import reindex_all_sync
+
+    started = time.perf_counter()
+    items = insert_rows_postgres(database_url, n_bibs, seed)
+    inserted = time.perf_counter()
+    engine = create_engine(database_url.replace("+asyncpg", "+psycopg"))
+    try:
+        with engine.begin() as conn:
+            reindex_all_sync(conn)
+    finally:
+        engine.dispose()
+    return GenerateStats(n_bibs, items, inserted - started, time.perf_counter() - inserted)

@@ -6,7 +6,7 @@ file filled by bench/generate.py. Every query kind cycles through about twenty d
 SQLite's page cache is warm (as in production) but no single result set is replayed. The targets
 (p95 ≤ 20 ms at 1 M bibs, 1 M at most 3× the 10 k cost) are printed, not enforced: machines differ.
 
-    python -m bench.search [--sizes 10000,100000,1000000] [--queries 200]
+    python -m bench.search [--sizes 10000,100000,1000000] [--queries 200] [--databases sqlite,postgresql]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.generate import GenerateStats, generate, query_sets
+from bench.generate import GenerateStats, generate, generate_postgres, query_sets
 
 ROOT = Path(__file__).resolve().parent.parent
 BRANCH_IDS = [1, 2, 3]
@@ -36,8 +36,9 @@ SORTS = ("relevance", "newest")
 
 @dataclass(frozen=True)
 class Result:
-    """Timings of one (size, query kind, sort) cell of the table."""
+    """Timings of one (database, size, query kind, sort) cell of the table."""
 
+    backend: str
     size: int
     kind: str
     sort: str
@@ -59,10 +60,29 @@ def _percentile(values: list[float], pct: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered)) - 1))]
 
 
-def make_database(directory: Path, size: int) -> str:
-    """A freshly migrated SQLite file; migrating through the app's CLI gives exactly the app's schema."""
-    path = directory / f"search-{size}.sqlite3"
-    url = f"sqlite+aiosqlite:///{path}"
+POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _postgres_admin(statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(statement)  # type: ignore[arg-type]
+
+
+def make_database(directory: Path, size: int, backend: str = "sqlite") -> str:
+    """A freshly migrated SQLite file or PostgreSQL database, migrated through the app's CLI."""
+    if backend == "postgresql":
+        name = f"bench_search_{size}_{os.getpid()}"
+        _postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        _postgres_admin(f"CREATE DATABASE {name}")
+        url = (
+            POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+            + "/"
+            + name
+        )
+    else:
+        url = f"sqlite+aiosqlite:///{directory / f'search-{size}.sqlite3'}"
     env = {**os.environ, "DATABASE_URL": url, "VAR_DIR": str(directory / f"var-{size}")}
     subprocess.run(
         [sys.executable, "-m", "app", "migrate"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL
@@ -70,12 +90,12 @@ def make_database(directory: Path, size: int) -> str:
     return url
 
 
-async def measure(url: str, size: int, queries: int, seed: int = 0) -> list[Result]:
+async def measure(url: str, size: int, queries: int, seed: int = 0, backend: str = "sqlite") -> list[Result]:
     """p50/p95 of catalog.search() per query kind and sort, a new session per call as a request has."""
     from app import db
     from app.services import catalog
 
-    engine = db.make_engine(url, inline_reads=True)
+    engine = db.make_engine(url, inline_reads=backend == "sqlite")
     sessions = db.make_sessionmaker(engine)
     results: list[Result] = []
     try:
@@ -97,6 +117,7 @@ async def measure(url: str, size: int, queries: int, seed: int = 0) -> list[Resu
                     totals[p.q] = (page.total, page.total_capped)
                 results.append(
                     Result(
+                        backend,
                         size,
                         kind,
                         sort,
@@ -112,24 +133,36 @@ async def measure(url: str, size: int, queries: int, seed: int = 0) -> list[Resu
     return results
 
 
-def print_generation(generated: list[tuple[int, GenerateStats]]) -> None:
+def print_generation(generated: list[tuple[str, int, GenerateStats]]) -> None:
     """Generation cost is reported too: the full reindex is what a migration or `reindex` costs."""
-    print("| size | items | insert s | reindex_all_sync s |")
-    print("|---:|---:|---:|---:|")
-    for size, stats in generated:
-        print(f"| {size:,} | {stats.items:,} | {stats.insert_seconds:.1f} | {stats.index_seconds:.1f} |")
+    print("| database | size | items | insert s | reindex_all_sync s |")
+    print("|---|---:|---:|---:|---:|")
+    for backend, size, stats in generated:
+        print(
+            f"| {backend} | {size:,} | {stats.items:,} | {stats.insert_seconds:.1f} "
+            f"| {stats.index_seconds:.1f} |"
+        )
     print()
 
 
 def print_table(results: list[Result]) -> None:
-    print("| size | query kind | sort | matches | p50 ms | p95 ms |")
-    print("|---:|---|---|---:|---:|---:|")
+    print("| database | size | query kind | sort | matches | p50 ms | p95 ms |")
+    print("|---|---:|---|---|---:|---:|---:|")
     for r in results:
-        print(f"| {r.size:,} | {r.kind} | {r.sort} | {r.matches} | {r.p50_ms:.2f} | {r.p95_ms:.2f} |")
+        print(
+            f"| {r.backend} | {r.size:,} | {r.kind} | {r.sort} | {r.matches} "
+            f"| {r.p50_ms:.2f} | {r.p95_ms:.2f} |"
+        )
 
 
-def print_targets(results: list[Result]) -> None:
-    """The two targets, read off the largest and smallest sizes measured."""
+def print_targets(all_results: list[Result]) -> None:
+    """The two targets, read off the largest and smallest sizes measured, per database."""
+    for backend in dict.fromkeys(r.backend for r in all_results):
+        print(f"\n{backend}:", end="")
+        _print_targets([r for r in all_results if r.backend == backend])
+
+
+def _print_targets(results: list[Result]) -> None:
     sizes = sorted({r.size for r in results})
     small, large = sizes[0], sizes[-1]
     cell = {(r.size, r.kind, r.sort): r for r in results}
@@ -161,28 +194,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated bib counts")
     parser.add_argument("--queries", type=int, default=200, help="measured runs per query kind and sort")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--databases", default="sqlite,postgresql", help="sqlite, postgresql or both")
     parser.add_argument("--keep", action="store_true", help="keep the generated files (path is printed)")
     args = parser.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    backends = [b.strip() for b in args.databases.split(",") if b.strip()]
 
     directory = Path(tempfile.mkdtemp(prefix="bench-search-"))
     results: list[Result] = []
-    generated: list[tuple[int, GenerateStats]] = []
+    generated: list[tuple[str, int, GenerateStats]] = []
     try:
-        for size in sizes:
-            url = make_database(directory, size)
-            stats = generate(url, size, args.seed)
-            print(
-                f"{size:,} bibs: {stats.items:,} items; insert {stats.insert_seconds:.1f} s, "
-                f"index {stats.index_seconds:.1f} s",
-                file=sys.stderr,
-                flush=True,
-            )
-            generated.append((size, stats))
-            results.extend(asyncio.run(measure(url, size, args.queries, args.seed)))
-            if not args.keep:
-                for leftover in directory.glob(f"search-{size}.sqlite3*"):
-                    leftover.unlink()
+        for backend in backends:
+            for size in sizes:
+                url = make_database(directory, size, backend)
+                if backend == "postgresql":
+                    stats = generate_postgres(url, size, args.seed)
+                else:
+                    stats = generate(url, size, args.seed)
+                print(
+                    f"{backend} {size:,} bibs: {stats.items:,} items; insert {stats.insert_seconds:.1f} s, "
+                    f"index {stats.index_seconds:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                generated.append((backend, size, stats))
+                results.extend(asyncio.run(measure(url, size, args.queries, args.seed, backend)))
+                if not args.keep:
+                    if backend == "postgresql":
+                        _postgres_admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+                    for leftover in directory.glob(f"search-{size}.sqlite3*"):
+                        leftover.unlink()
     finally:
         if args.keep:
             print(f"databases kept in {directory}", file=sys.stderr)

@@ -291,7 +291,7 @@ def reindex_all_sync(conn: Connection, batch: int = 5000) -> int:
         ]
         if not rows:
             if postgres:
-                conn.execute(text("ANALYZE bib_search"))
+                conn.execute(text("ANALYZE bib_search"))  # fresh statistics for the planner
             else:
                 # Merge the index's segments once after a bulk build: later reads touch fewer pages.
                 conn.execute(text("INSERT INTO bib_fts(bib_fts) VALUES ('optimize')"))
