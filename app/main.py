@@ -13,6 +13,7 @@ from arq import create_pool
 from arq.connections import RedisSettings
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar, Request, Response
+from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
@@ -294,6 +295,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         request_class=HTMXRequest,
         plugins=[HTMXPlugin()],
+        # gzip for browsers that ask (pages ~10 KB → ~3 KB; htmx 50 KB → 16 KB). Level 5: most of
+        # level 9's saving for a fraction of its CPU. A reverse proxy may do it instead.
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1000, gzip_compress_level=5),
         template_config=TemplateConfig(instance=template_engine),
         middleware=[
             security_headers(settings.production),

@@ -79,3 +79,18 @@ if [[ ! -f "$STAMP" ]]; then
   python -m pip install -q -e ".[test]"
   touch "$STAMP"
 fi
+
+# Lighthouse (npm, pinned in tests/lighthouse/package-lock.json) for the front-end budget test.
+if [[ "$WITH_BROWSER" == "1" ]]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "==> installing Node.js and npm (for Lighthouse)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  LH_STAMP="tests/lighthouse/node_modules/.installed-$(sha256sum tests/lighthouse/package-lock.json | cut -c1-16)"
+  if [[ ! -f "$LH_STAMP" ]]; then
+    echo "==> installing Lighthouse (npm ci --prefix tests/lighthouse)"
+    npm ci --prefix tests/lighthouse --silent --no-audit --no-fund
+    touch "$LH_STAMP"
+  fi
+fi

@@ -1,5 +1,7 @@
 """Every page in both languages, the preference switches, errors and headers."""
 
+import re
+
 import pytest
 from babel.messages.extract import extract_from_dir
 from litestar.testing import AsyncTestClient
@@ -178,3 +180,16 @@ def test_page_templates_have_no_inline_styles() -> None:
         if "mail" not in path.parts and ('style="' in path.read_text() or "<style" in path.read_text())
     ]
     assert offenders == []
+
+
+async def test_pages_and_static_files_are_gzipped_for_browsers_that_ask(client: AsyncTestClient) -> None:
+    page = await client.get("/login", headers={"Accept-Encoding": "gzip"})
+    assert page.headers.get("content-encoding") == "gzip" and "<form" in page.text
+    plain = await client.get("/login", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    script = next(p for p in re.findall(r'src="(/static/[^"]+)"', page.text) if "htmx" in p)
+    static = await client.get(script, headers={"Accept-Encoding": "gzip"})
+    assert (
+        static.headers.get("content-encoding") == "gzip"
+        and "max-age=31536000" in static.headers["cache-control"]
+    )
