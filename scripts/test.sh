@@ -15,5 +15,5 @@ echo "==> unit and route tests on PostgreSQL"
 TEST_DATABASE=postgresql python -m pytest tests/unit -q -p no:cacheprovider
 echo "==> browser tests (Playwright, Debian's Chromium) on SQLite"
 python -m pytest tests/browser -q -p no:cacheprovider
-echo "==> browser tests on PostgreSQL"
-TEST_DATABASE=postgresql python -m pytest tests/browser -q -p no:cacheprovider
+echo "==> browser tests on PostgreSQL (the front-end budget, which does not touch the database, ran above)"
+TEST_DATABASE=postgresql python -m pytest tests/browser -q -p no:cacheprovider -m "not frontend"

@@ -6,10 +6,14 @@ marathon, so the pages show their full content) and the counter's pages, on a 36
 
 from __future__ import annotations
 
+import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import DESKTOP, LiveServer, log_in
+
+# The front end does not depend on the database: scripts/test.sh runs these once (on SQLite).
+pytestmark = pytest.mark.frontend
 
 GUEST_PAGES = [
     "/",

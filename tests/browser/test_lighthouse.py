@@ -16,6 +16,9 @@ from playwright.sync_api import Page
 
 from tests.browser.conftest import LiveServer, log_in
 
+# The front end does not depend on the database: scripts/test.sh runs these once (on SQLite).
+pytestmark = pytest.mark.frontend
+
 LIGHTHOUSE = Path(__file__).resolve().parents[1] / "lighthouse" / "node_modules" / ".bin" / "lighthouse"
 CATEGORIES = ("performance", "accessibility", "best-practices", "seo")
 MIN_SCORE = 0.95
