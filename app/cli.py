@@ -107,12 +107,31 @@ async def _jobs_run(day: str, send: bool) -> int:
     return 0
 
 
-def serve(host: str, port: int, workers: int) -> None:
-    import uvicorn
-
+def serve(host: str, port: int, workers: int, server: str = "uvicorn") -> None:
+    """The ASGI server: uvicorn (uvloop + httptools) or granian; see the README for the measurements."""
     from app.settings import get_settings
 
     settings = get_settings()
+    quiet = settings.app_env == "test"
+    if server == "granian":
+        from granian import Granian
+        from granian.constants import Interfaces, Loops
+
+        Granian(
+            "app.main:create_app",
+            factory=True,
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            workers=max(1, workers),
+            loop=Loops.uvloop if sys.platform != "win32" else Loops.asyncio,
+            websockets=False,
+            log_enabled=not quiet,
+            log_access=settings.app_env == "development",
+        ).serve()
+        return
+    import uvicorn
+
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -124,7 +143,7 @@ def serve(host: str, port: int, workers: int) -> None:
         proxy_headers=True,
         server_header=False,
         date_header=True,
-        log_level="warning" if settings.app_env == "test" else "info",
+        log_level="warning" if quiet else "info",
         access_log=settings.app_env == "development",
     )
 
@@ -163,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--host", default="127.0.0.1")
     p_serve.add_argument("--port", type=int, default=8000)
     p_serve.add_argument("--workers", type=int, default=1)
+    p_serve.add_argument(
+        "--server",
+        choices=("uvicorn", "granian"),
+        default="uvicorn",
+        help="the ASGI server (README: measured)",
+    )
     p_worker = sub.add_parser("worker", help="run the arq worker")
     p_worker.add_argument("--burst", action="store_true", help="run queued jobs, then exit")
     p_mail = sub.add_parser("mailbox", help="development SMTP server that keeps every mail under var/mailbox")
@@ -182,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "jobs":
             return asyncio.run(_jobs_run(args.date, not args.no_send))
         elif args.command == "serve":
-            serve(args.host, args.port, args.workers)
+            serve(args.host, args.port, args.workers, args.server)
         elif args.command == "worker":
             worker(args.burst)
         elif args.command == "mailbox":

@@ -1,9 +1,10 @@
-"""Foundation benchmark: bare route, /loans (10 loans) and the renew fragment under wrk.
+"""Pages under load: the yardsticks (a bare string route, a bare 2 KB template route) and the real pages.
 
-The server runs pinned to core 0 (taskset), wrk pinned to core 1, 32 connections. Machines are
-noisy: read the ratios against the bare route measured in the same run, not the absolute numbers.
+The server runs pinned to core 0 (taskset), wrk pinned to core 1, 32 connections, for each ASGI
+server (uvicorn with uvloop + httptools, and granian). Machines are noisy: read each page's ratio to
+the bare *template* route measured in the same run and server, not the absolute numbers.
 
-    python -m bench [--seconds 10] [--connections 32]
+    python -m bench [--seconds 10] [--connections 32] [--servers uvicorn,granian]
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
 
 
 async def _add_bench_patron(database_url: str) -> int:
-    """A patron with 10 open loans, none renewed, due in a week (renewable)."""
+    """A patron with 10 open loans (none renewed, due in a week: renewable) and 5 waiting holds."""
     from sqlalchemy import select
 
     from app import clock
     from app.db import session_scope
-    from app.models import Item, Loan, Patron
+    from app.models import Hold, Item, Loan, Patron
     from app.services.passwords import hash_password
 
     today = clock.today()
@@ -64,6 +65,20 @@ async def _add_bench_patron(database_url: str) -> int:
                     branch_id=item.branch_id,
                     loaned_on=today - dt.timedelta(days=7),
                     due_on=today + dt.timedelta(days=7),
+                )
+            )
+        held = (
+            await session.scalars(select(Item.bib_id).where(Item.status == "on_loan").distinct().limit(15))
+        ).all()
+        for n, bib_id in enumerate(held[10:15] if len(held) >= 15 else held[:5]):
+            session.add(
+                Hold(
+                    patron_id=patron.id,
+                    bib_id=bib_id,
+                    status="waiting",
+                    placed_at=dt.datetime.combine(today, dt.time(9)) + dt.timedelta(minutes=n),
+                    pickup_branch_id=items[0].branch_id,
+                    contact="phone",
                 )
             )
         await session.commit()
@@ -116,10 +131,48 @@ def _wrk(
     }
 
 
+def _measure(base: str, seconds: int, connections: int) -> list[tuple[str, dict[str, float]]]:
+    cookie, token, loan_id = _login(base)
+    auth = {"Cookie": cookie}
+    htmx_post = {
+        **auth,
+        "HX-Request": "true",
+        "x-csrftoken": token,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    return [
+        ("bare route /healthz (a fixed string)", _wrk(base + "/healthz", seconds, connections, {})),
+        ("bare template route /healthz/page (2 KB)", _wrk(base + "/healthz/page", seconds, connections, {})),
+        ("/login (page template, no database)", _wrk(base + "/login", seconds, connections, {})),
+        ("/mylibrary dashboard", _wrk(base + "/mylibrary", seconds, connections, auth)),
+        ("/loans (10 loans)", _wrk(base + "/loans", seconds, connections, auth)),
+        ("/holds (5 holds)", _wrk(base + "/holds", seconds, connections, auth)),
+        (
+            "search results (/search?q=の, 20 hits)",
+            _wrk(base + "/search?q=%E3%81%AE", seconds, connections, auth),
+        ),
+        (
+            "cart-add fragment (htmx POST)",
+            _wrk(base + "/cart", seconds, connections, htmx_post, post=True, body="bib_id=3"),
+        ),
+        (
+            "renew fragment (htmx POST)",
+            _wrk(
+                base + f"/loans/{loan_id}/renew",
+                seconds,
+                connections,
+                {**auth, "HX-Request": "true", "x-csrftoken": token},
+                post=True,
+            ),
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--servers", default="uvicorn,granian", help="ASGI servers to measure, in turn")
     args = parser.parse_args(argv)
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -142,84 +195,48 @@ def main(argv: list[str] | None = None) -> int:
     _run([sys.executable, "-m", "app", "demo-data"], env)
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "VAR_DIR")})
     asyncio.run(_add_bench_patron(url))
-    port = 8900 + os.getpid() % 90
-    server = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "app", "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    tables: list[tuple[str, list[tuple[str, dict[str, float]]]]] = []
     try:
-        for _ in range(100):
+        for server_name in [s.strip() for s in args.servers.split(",") if s.strip()]:
+            port = 8900 + os.getpid() % 90
+            command = [sys.executable, "-m", "app", "serve", "--port", str(port), "--server", server_name]
+            server = subprocess.Popen(
+                ["taskset", "-c", "0", *command],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            base = f"http://127.0.0.1:{port}"
             try:
-                urllib.request.urlopen(base + "/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        cookie, token, loan_id = _login(base)
-        auth = {"Cookie": cookie}
-        rows = [
-            ("bare route /healthz", _wrk(base + "/healthz", args.seconds, args.connections, {})),
-            (
-                "/login (template page, no database)",
-                _wrk(base + "/login", args.seconds, args.connections, {}),
-            ),
-            ("/loans (10 loans)", _wrk(base + "/loans", args.seconds, args.connections, auth)),
-            (
-                "/mylibrary dashboard (10 loans, holds, lists, alerts, news, calendar)",
-                _wrk(base + "/mylibrary", args.seconds, args.connections, auth),
-            ),
-            (
-                "search results page (/search?q=の, 20 hits)",
-                _wrk(base + "/search?q=%E3%81%AE", args.seconds, args.connections, auth),
-            ),
-            (
-                "cart-add fragment (htmx POST)",
-                _wrk(
-                    base + "/cart",
-                    args.seconds,
-                    args.connections,
-                    {
-                        **auth,
-                        "HX-Request": "true",
-                        "x-csrftoken": token,
-                        "Content-Type": "application/x-www-form-urlencoded",
-                    },
-                    post=True,
-                    body="bib_id=3",
-                ),
-            ),
-            (
-                "renew fragment (htmx POST)",
-                _wrk(
-                    base + f"/loans/{loan_id}/renew",
-                    args.seconds,
-                    args.connections,
-                    {**auth, "HX-Request": "true", "x-csrftoken": token},
-                    post=True,
-                ),
-            ),
-        ]
+                for _ in range(100):
+                    try:
+                        urllib.request.urlopen(base + "/healthz", timeout=1)
+                        break
+                    except OSError:
+                        time.sleep(0.2)
+                tables.append((server_name, _measure(base, args.seconds, args.connections)))
+            finally:
+                server.terminate()
+                server.wait(timeout=10)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
-    bare = rows[0][1]["rps"]
-    print(
-        "\nserver: uvicorn+uvloop, 1 process on core 0; "
-        f"load: wrk -t1 -c{args.connections} -d{args.seconds}s on core 1"
-    )
-    print("| route | req/s | p50 ms | p99 ms | ratio to bare | non-2xx |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, r in rows:
-        print(
-            f"| {name} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} "
-            f"| {r['rps'] / bare:.0%} | {r['errors']:.0f} |"
-        )
+    print(f"\nserver: 1 process on core 0; load: wrk -t1 -c{args.connections} -d{args.seconds}s on core 1")
+    print("| server | route | req/s | p50 ms | p99 ms | ratio to bare template | non-2xx |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for server_name, rows in tables:
+        template = rows[1][1]["rps"]
+        for name, r in rows:
+            print(
+                f"| {server_name} | {name} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} "
+                f"| {r['rps'] / template:.0%} | {r['errors']:.0f} |"
+            )
     print(
         "\nThe renew fragment renews once, then answers 'already renewed' for the same loan: it measures the"
         " read, the rule check and the fragment render on every request, and the UPDATE once."
     )
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -21,6 +21,7 @@ from app.routes import (
 ROUTES = [
     pages.home,
     pages.health,
+    pages.health_page,
     pages.mylibrary,
     pages.favicon,
     pages.dev_mail,

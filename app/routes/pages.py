@@ -13,7 +13,7 @@ from litestar import MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
-from litestar.response import Redirect
+from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -155,6 +155,28 @@ async def favicon() -> Redirect:
 async def health() -> str:
     """Liveness for load balancers, and the bare route the benchmarks compare pages with."""
     return "ok"
+
+
+_YARDSTICK = {
+    "lang": "en",
+    "title": "Yardstick",
+    "heading": "A plain template",
+    "rows": [{"n": n, "title": f"Title number {n}", "due": f"2026-12-{n:02d}"} for n in range(1, 11)],
+    "words": ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"],
+    "footer": "City Library",
+}
+
+
+@get(
+    "/healthz/page",
+    name="health:page",
+    media_type=MediaType.HTML,
+    opt={"skip_session": True},
+    include_in_schema=False,
+)
+async def health_page() -> Template:
+    """A bare route rendering a ~2 KB template (no session, no database): the benchmarks' yardstick."""
+    return Template(template_name="pages/healthz.html", context=_YARDSTICK)
 
 
 @get("/dev/mail", name="dev:mail")

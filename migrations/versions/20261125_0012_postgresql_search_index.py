@@ -26,11 +26,7 @@ def upgrade() -> None:
     op.execute("CREATE TABLE bib_search (key BIGINT PRIMARY KEY, doc TSVECTOR NOT NULL)")
     from app.services.catalog import reindex_all_sync
 
-    reindex_all_sync(bind)
-    # Built after the rows (faster); no pending list (fastupdate off): a pending list is scanned
-    # linearly by every query until VACUUM merges it, which made searches 10x slower after an import.
-    op.execute("CREATE INDEX ix_bib_search_doc ON bib_search USING gin (doc) WITH (fastupdate = off)")
-    op.execute("ANALYZE bib_search")
+    reindex_all_sync(bind)  # fills bib_search, then builds its GIN index (catalog.PG_SEARCH_INDEX)
 
 
 def downgrade() -> None:
