@@ -6,6 +6,8 @@ marathon, so the pages show their full content) and the counter's pages, on a 36
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
@@ -83,9 +85,11 @@ def test_patron_pages_have_no_axe_violations(phone: Page) -> None:
     expect(page.get_by_role("button", name="Remove from favourites")).to_be_visible()
     page.goto("/search?q=猫&lang=en")
     page.get_by_role("button", name="Save as alert").click()
+    expect(page.locator("#alerts")).to_contain_text("猫")
     page.goto("/marathon?lang=en")
     page.get_by_label("Goal (number of books)").fill("5")
     page.get_by_role("button", name="Set goal").click()
+    expect(page.get_by_role("img", name=re.compile("of 5 books"))).to_be_visible()
     page.goto("/history?lang=en")
     page.get_by_label("Keep my reading history").check()
     page.get_by_role("button", name="Save").click()

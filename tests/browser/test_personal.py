@@ -57,6 +57,7 @@ def test_add_to_a_list_from_the_search_results(phone: Page) -> None:
     page.goto("/lists?lang=en")
     page.get_by_label("List name").fill("夏休み")
     page.get_by_role("button", name="New list").click()
+    expect(page.get_by_role("heading", name="夏休み")).to_be_visible()
     page.goto("/search?q=こころ&lang=en")
     hit = page.locator("li.hit", has=page.get_by_role("link", name="こころ", exact=True))
     hit.get_by_role("link", name="Add こころ to the list").click()
@@ -72,6 +73,7 @@ def test_add_to_a_list_from_the_search_results_without_javascript(phone_no_js: P
     page.goto("/lists?lang=en")
     page.get_by_label("List name").fill("夏休み")
     page.get_by_role("button", name="New list").click()
+    expect(page.get_by_role("heading", name="夏休み")).to_be_visible()
     page.goto("/search?q=こころ&lang=en")
     hit = page.locator("li.hit", has=page.get_by_role("link", name="こころ", exact=True))
     hit.get_by_role("link", name="Add こころ to the list").click()
@@ -139,6 +141,7 @@ def test_reading_history_opt_in_check_out_and_opt_out(
     expect(page.locator("#history")).to_contain_text("雪国")
     page.get_by_label("New shelf").fill("川端康成")
     page.get_by_role("button", name="Create shelf").click()
+    expect(page).to_have_url(re.compile(r"/history\?shelf=\d+"))  # the POST is done before we move on
     page.goto("/history?lang=en")
     page.locator("#history li", has_text="雪国").get_by_label("Shelf").select_option(label="川端康成")
     page.get_by_role("button", name="Move 雪国", exact=True).click()
