@@ -90,7 +90,7 @@ if [[ "$WITH_BROWSER" == "1" ]]; then
   LH_STAMP="tests/lighthouse/node_modules/.installed-$(sha256sum tests/lighthouse/package-lock.json | cut -c1-16)"
   if [[ ! -f "$LH_STAMP" ]]; then
     echo "==> installing Lighthouse (npm ci --prefix tests/lighthouse)"
-    npm ci --prefix tests/lighthouse --silent --no-audit --no-fund
+    npm ci --prefix tests/lighthouse --no-audit --no-fund --loglevel=error
     touch "$LH_STAMP"
   fi
 fi
