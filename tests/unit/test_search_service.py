@@ -162,3 +162,30 @@ async def test_detail_has_holdings_series_and_waiting(db: AsyncSession) -> None:
     assert not (await catalog.get_detail(db, ref)).reservable
     with pytest.raises(catalog.BibNotFound):
         await catalog.get_detail(db, 999999)
+
+
+async def test_a_broad_search_is_capped_and_shown_newest_first(db: AsyncSession) -> None:
+    """More than 1 000 matches: the count is capped, the page is the newest titles (both databases take
+    a different plan here: PostgreSQL walks the key index instead of rechecking every match)."""
+    db.add_all(
+        Bib(title=f"共通語の本 第{n}巻", title_reading="きょうつうごのほん", pub_year=1990 + n % 30)
+        for n in range(catalog.COUNT_CAP + 50)
+    )
+    await db.commit()
+    new_ids = (await db.scalars(select(Bib.id).where(Bib.title.like("共通語の本%")))).all()
+    await catalog.reindex_bibs(db, list(new_ids))
+    await db.commit()
+    for query in ("共通語", "きょうつうご"):  # a bigram; a kana phrase of several bigrams
+        for sort in ("relevance", "newest"):
+            page = await catalog.search(db, catalog.parse_params({"q": query, "sort": sort}, []))
+            assert page.total == catalog.COUNT_CAP and page.total_capped
+            years = [h.pub_year for h in page.hits]
+            assert len(page.hits) == catalog.PAGE_SIZE and years == sorted(years, reverse=True)
+            assert years[0] == 2019  # the newest year there is
+            assert page.newest_instead == (sort == "relevance")
+    second = await catalog.search(
+        db, catalog.parse_params({"q": "共通語", "sort": "newest", "page": "2"}, [])
+    )
+    assert {h.id for h in second.hits}.isdisjoint(
+        {h.id for h in (await catalog.search(db, catalog.parse_params({"q": "共通語"}, []))).hits}
+    )
