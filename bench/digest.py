@@ -29,11 +29,10 @@ from pathlib import Path
 
 from bench.circulation import (
     SECRET,
-    CountingHandler,
     add_patrons,
     bulk,
     count_statements,
-    free_port,
+    deliver_to_counting_smtp,
     make_database,
 )
 from bench.generate import COMMON_WORDS, ENGLISH_WORDS, MID_WORDS, RARE_WORDS, insert_rows
@@ -87,13 +86,10 @@ def setup(path: str, n_bibs: int, n_patrons: int, seed: int) -> dict[str, int]:
 
 
 async def measure(url: str, directory: Path, mails: int) -> dict[str, float]:
-    from aiosmtpd.controller import Controller
     from sqlalchemy import text
 
     from app import db
     from app.services import alerts
-    from app.settings import load_settings
-    from app.tasks.mailer import deliver_pending
 
     engine = db.make_engine(url)
     statements = count_statements(engine)
@@ -117,35 +113,14 @@ async def measure(url: str, directory: Path, mails: int) -> dict[str, float]:
             await session.commit()
     finally:
         await engine.dispose()
-    handler = CountingHandler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    settings = load_settings(
-        {
-            "SMTP_HOST": "127.0.0.1",
-            "SMTP_PORT": str(port),
-            "DATABASE_URL": url,
-            "VAR_DIR": str(directory / "var-mails"),
-            "SECRET_KEY": SECRET,
-            "APP_ENV": "test",
-        }
-    )
-    engine = db.make_engine(url)
-    try:
-        started = time.perf_counter()
-        sent = await deliver_pending(db.make_sessionmaker(engine), settings)
-        mail_seconds = time.perf_counter() - started
-    finally:
-        await engine.dispose()
-        controller.stop()
+    mail_seconds, sent, received = await deliver_to_counting_smtp(url, directory)
     return {
         **{k: float(v) for k, v in counts.items()},
         "seconds": seconds,
         "statements": float(digest_statements),
         "mail_seconds": mail_seconds,
         "sent": float(sent["sent"]),
-        "received": float(handler.received),
+        "received": float(received),
     }
 
 

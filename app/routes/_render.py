@@ -13,6 +13,7 @@ from litestar.response import Redirect
 from app import clock
 from app.i18n import format_date, get_language, gettext
 from app.services.accounts import SessionPatron
+from app.services.refusal import Refused
 
 TEXT_SIZES = ("normal", "large")
 
@@ -110,3 +111,8 @@ def safe_next(value: str | None, default: str = "/mylibrary") -> str:
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 500:
         return default
     return value
+
+
+def refusal_message(problem: Refused) -> str:
+    """A service's refusal in the reader's language, its limit filled in."""
+    return gettext(problem.messages[problem.reason], max=problem.limit)

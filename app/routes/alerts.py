@@ -11,13 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import gettext
 from app.routes._deps import RecordId
-from app.routes._render import flash, redirect, render
+from app.routes._render import flash, redirect, refusal_message, render
 from app.services import alerts, catalog
 from app.services.accounts import SessionPatron
-
-
-def _message(problem: alerts.AlertRefused) -> str:
-    return gettext(alerts.MESSAGES[problem.reason], max=problem.limit)
 
 
 async def _page(
@@ -54,7 +50,7 @@ async def save(
         return await _page(request, db, patron, gettext(problem.message), 400)
     except alerts.AlertRefused as problem:
         await db.rollback()
-        return await _page(request, db, patron, _message(problem), 400)
+        return await _page(request, db, patron, refusal_message(problem), 400)
     flash(
         request,
         gettext("Saved as an alert. New titles will be mailed to you on the 2nd and 4th Tuesday."),
@@ -77,7 +73,7 @@ async def rename(
         raise NotFoundException() from exc
     except alerts.AlertRefused as problem:
         await db.rollback()
-        return await _page(request, db, patron, _message(problem), 400)
+        return await _page(request, db, patron, refusal_message(problem), 400)
     flash(request, gettext("The alert was saved."), "ok")
     return redirect(request.app.route_reverse("alerts:index"))
 

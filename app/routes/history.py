@@ -11,13 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import gettext
 from app.routes._deps import RecordId
-from app.routes._render import flash, redirect, render
+from app.routes._render import flash, redirect, refusal_message, render
 from app.services import history
 from app.services.accounts import SessionPatron
-
-
-def _message(problem: history.HistoryRefused) -> str:
-    return gettext(history.MESSAGES[problem.reason], max=problem.limit)
 
 
 def _id(raw: object) -> int | None:
@@ -92,7 +88,7 @@ async def create_shelf(
         shelf_id = await history.create_shelf(db, patron.id, str(form.get("name", ""))[:2000])
     except history.HistoryRefused as problem:
         await db.rollback()
-        return await _page(request, db, patron.id, error=_message(problem), status=400)
+        return await _page(request, db, patron.id, error=refusal_message(problem), status=400)
     return redirect(request.app.route_reverse("history:index") + f"?shelf={shelf_id}")
 
 
@@ -110,7 +106,7 @@ async def rename_shelf(
         raise NotFoundException() from exc
     except history.HistoryRefused as problem:
         await db.rollback()
-        return await _page(request, db, patron.id, shelf=shelf_id, error=_message(problem), status=400)
+        return await _page(request, db, patron.id, shelf=shelf_id, error=refusal_message(problem), status=400)
     return redirect(request.app.route_reverse("history:index") + f"?shelf={shelf_id}")
 
 

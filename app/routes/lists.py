@@ -16,16 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.i18n import gettext
 from app.models import Bib
 from app.routes._deps import RecordId
-from app.routes._render import flash, redirect, render, safe_next, wants_fragment
+from app.routes._render import flash, redirect, refusal_message, render, safe_next, wants_fragment
 from app.services import lists
 from app.services.accounts import SessionPatron
 
 SLOT = re.compile(r"list-result(-\d{1,10})?")  # where htmx puts the answer (one per search result)
-
-
-def _message(problem: lists.ListRefused) -> str:
-    text = lists.MESSAGES[problem.reason]
-    return gettext(text, max=problem.limit)
 
 
 @get("/lists", name="lists:index")
@@ -52,7 +47,7 @@ async def create(
             "lists/index.html",
             status_code=400,
             lists=await lists.summaries(db, patron.id),
-            error=_message(problem),
+            error=refusal_message(problem),
             typed=typed,
         )
     return redirect(request.app.route_reverse("lists:show", list_id=list_id))
@@ -95,7 +90,7 @@ async def rename(
             status_code=400,
             book_list=book_list,
             rows=rows,
-            error=_message(problem),
+            error=refusal_message(problem),
         )
     flash(request, gettext("The list was saved."), "ok")
     return redirect(request.app.route_reverse("lists:show", list_id=list_id))
@@ -154,7 +149,7 @@ async def add_entry(
     except lists.ListNotFound as exc:
         raise NotFoundException() from exc
     except lists.ListRefused as problem:
-        message, level = _message(problem), "error"
+        message, level = refusal_message(problem), "error"
     if wants_fragment(request):
         return render(
             request,

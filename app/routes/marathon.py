@@ -7,8 +7,7 @@ from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
-from app.i18n import gettext
-from app.routes._render import redirect, render
+from app.routes._render import redirect, refusal_message, render
 from app.services import marathon
 from app.services.accounts import SessionPatron
 
@@ -51,8 +50,5 @@ async def start(
             db, patron.id, goal=typed["goal"], starts_on=typed["starts_on"], ends_on=typed["ends_on"]
         )
     except marathon.MarathonRefused as problem:
-        text = marathon.MESSAGES[problem.reason]
-        return _page(
-            request, await marathon.progress(db, patron.id), gettext(text, max=marathon.MAX_GOAL), typed, 400
-        )
+        return _page(request, await marathon.progress(db, patron.id), refusal_message(problem), typed, 400)
     return redirect(request.app.route_reverse("marathon:index"))

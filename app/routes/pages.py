@@ -73,8 +73,8 @@ async def mylibrary(
         alert_list=await alerts.list_alerts(db, patron.id),
         marathon=marathons[0] if marathons else None,
         news_items=await news.current(db, today),
-        month_param=_month(request.query_params.get("month"), today).isoformat()[:7]
-        if request.query_params.get("month")
+        month_param=_month(month, today).isoformat()[:7]
+        if (month := request.query_params.get("month"))
         else "",
         refusal_text=lambda r: refusal_text(r, policy),
     )

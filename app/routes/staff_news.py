@@ -12,7 +12,7 @@ from app import clock
 from app.i18n import gettext
 from app.models import Branch
 from app.routes._deps import RecordId
-from app.routes._render import flash, redirect, render
+from app.routes._render import flash, redirect, refusal_message, render
 from app.routes.staff import StaffSession
 from app.services import circulation, news
 from app.tasks.queue import kick_mailer
@@ -43,10 +43,6 @@ async def _page(
     )
 
 
-def _refused(problem: news.NewsRefused) -> str:
-    return gettext(news.MESSAGES[problem.reason], max=problem.limit)
-
-
 @get("/staff/news", name="staff:news")
 async def news_page(
     request: Request, staff: NamedDependency[StaffSession], db: NamedDependency[AsyncSession]
@@ -74,7 +70,7 @@ async def publish(
         )
     except news.NewsRefused as problem:
         await db.rollback()
-        return await _page(request, db, staff, error=_refused(problem), typed=typed, status=400)
+        return await _page(request, db, staff, error=refusal_message(problem), typed=typed, status=400)
     await circulation.audit(db, staff.id, "news_publish", str(news_id), typed["title_ja"][:100])
     await db.commit()
     if mail:
@@ -123,7 +119,7 @@ async def add_event(
         )
     except news.NewsRefused as problem:
         await db.rollback()
-        return await _page(request, db, staff, error=_refused(problem), typed=typed, status=400)
+        return await _page(request, db, staff, error=refusal_message(problem), typed=typed, status=400)
     await circulation.audit(db, staff.id, "event_add", str(event_id), typed["event_ja"][:100])
     await db.commit()
     flash(request, gettext("The event is on the calendar."), "ok")

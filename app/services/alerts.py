@@ -25,17 +25,17 @@ import sqlite3
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from sqlalchemy import delete, exists, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import dialect_insert
 from app.i18n import N_
 from app.models import NOTICES, Alert, Bib, Email, Item, Patron, Series
 from app.services import catalog
+from app.services.refusal import Refused
 
 MAX_ALERTS = 10
 MAX_NAME = 50
@@ -66,14 +66,9 @@ KEPT = (
 )
 
 
-class AlertRefused(ValueError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-    @property
-    def limit(self) -> int:
-        return {"too_many": MAX_ALERTS, "name_long": MAX_NAME}.get(self.reason, 0)
+class AlertRefused(Refused):
+    messages = MESSAGES
+    limits: ClassVar[dict[str, int]] = {"too_many": MAX_ALERTS, "name_long": MAX_NAME}
 
 
 class AlertNotFound(LookupError):
@@ -331,14 +326,13 @@ async def build_index(session: AsyncSession, day: dt.date) -> ArrivalIndex:
 
 async def run_digest(session: AsyncSession, day: dt.date, *, secret: str, base_url: str) -> dict[str, int]:
     """Queue one new-arrival mail per subscribed patron with matches. Safe to run twice for a day."""
-    counts = {"arrivals": 0, "patrons": 0, "alerts": 0, "new_arrivals": 0, "statements": 0}
+    counts = {"arrivals": 0, "patrons": 0, "alerts": 0, "new_arrivals": 0}
     index = await build_index(session, day)
     counts["arrivals"] = len(index.arrivals)
-    counts["statements"] += 2
     if not index.arrivals:
         return counts
     confirmed = exists().where(Email.patron_id == Patron.id, Email.confirmed_at.is_not(None))
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = dialect_insert(session)
     stamp = dt.datetime.combine(day, dt.time(9))
     last = 0
     while True:
@@ -359,7 +353,6 @@ async def run_digest(session: AsyncSession, day: dt.date, *, secret: str, base_u
             .scalars()
             .all()
         )
-        counts["statements"] += 1
         if not patron_ids:
             break
         last = patron_ids[-1]
@@ -373,7 +366,6 @@ async def run_digest(session: AsyncSession, day: dt.date, *, secret: str, base_u
             section = index.section(query, base_url)
             if section is not None:
                 grouped.setdefault(patron_id, []).append({"name": name, **section})
-        counts["statements"] += 1
         rows = [
             {
                 "type": "new_arrivals",
@@ -400,7 +392,6 @@ async def run_digest(session: AsyncSession, day: dt.date, *, secret: str, base_u
                 insert(NOTICES).on_conflict_do_nothing(index_elements=["dedup_key"]), rows
             )
             counts["new_arrivals"] += result.rowcount or 0  # type: ignore[attr-defined]
-            counts["statements"] += 1
         counts["patrons"] += len(patron_ids)
         await session.commit()
     return counts

@@ -10,15 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 from dataclasses import dataclass
+from typing import ClassVar
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import dialect_insert
 from app.i18n import N_
 from app.models import Bib, HistoryEntry, HistoryShelf, Patron
 from app.services.lists import csv_bytes
+from app.services.refusal import Refused
 
 MAX_SHELVES = 30
 MAX_SHELF_NAME = 50
@@ -31,14 +32,9 @@ MESSAGES = {
 }
 
 
-class HistoryRefused(ValueError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-    @property
-    def limit(self) -> int:
-        return {"name_long": MAX_SHELF_NAME, "too_many": MAX_SHELVES}.get(self.reason, 0)
+class HistoryRefused(Refused):
+    messages = MESSAGES
+    limits: ClassVar[dict[str, int]] = {"name_long": MAX_SHELF_NAME, "too_many": MAX_SHELVES}
 
 
 class HistoryNotFound(LookupError):
@@ -70,7 +66,7 @@ class Entry:
 
 async def record_loan(session: AsyncSession, patron_id: int, bib_id: int, day: dt.date) -> None:
     """Called by check-out, in its transaction, for a patron who opted in (the caller checks)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = dialect_insert(session)
     statement = insert(HistoryEntry).values(
         patron_id=patron_id, bib_id=bib_id, first_loaned_on=day, last_loaned_on=day, times=1
     )

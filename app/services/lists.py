@@ -12,6 +12,7 @@ import io
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import N_
 from app.models import Bib, BookList, BookListEntry, Favourite
+from app.services.refusal import Refused
 
 MAX_LISTS = 100
 MAX_ENTRIES = 100
@@ -35,19 +37,14 @@ MESSAGES = {
 }
 
 
-class ListRefused(ValueError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-    @property
-    def limit(self) -> int:
-        return {
-            "name_long": MAX_NAME,
-            "memo_long": MAX_MEMO,
-            "too_many_lists": MAX_LISTS,
-            "list_full": MAX_ENTRIES,
-        }.get(self.reason, 0)
+class ListRefused(Refused):
+    messages = MESSAGES
+    limits: ClassVar[dict[str, int]] = {
+        "name_long": MAX_NAME,
+        "memo_long": MAX_MEMO,
+        "too_many_lists": MAX_LISTS,
+        "list_full": MAX_ENTRIES,
+    }
 
 
 class ListNotFound(LookupError):

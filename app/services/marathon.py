@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 from dataclasses import dataclass
+from typing import ClassVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import N_
 from app.models import Loan, Marathon
+from app.services.refusal import Refused
 
 MAX_GOAL = 10_000
 MAX_DAYS = 3 * 366
@@ -22,10 +24,9 @@ MESSAGES = {
 }
 
 
-class MarathonRefused(ValueError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+class MarathonRefused(Refused):
+    messages = MESSAGES
+    limits: ClassVar[dict[str, int]] = {"goal": MAX_GOAL}
 
 
 @dataclass(frozen=True)

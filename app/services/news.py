@@ -13,14 +13,15 @@ import datetime as dt
 import json
 import unicodedata
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from sqlalchemy import delete, exists, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import dialect_insert
 from app.i18n import N_
 from app.models import NOTICES, Branch, ClosedDay, Email, LibraryEvent, News, Notice, Patron
+from app.services.refusal import Refused
 
 MAX_TITLE = 100
 MAX_BODY = 2000
@@ -35,14 +36,9 @@ MESSAGES = {
 }
 
 
-class NewsRefused(ValueError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-    @property
-    def limit(self) -> int:
-        return {"title": MAX_TITLE, "body": MAX_BODY}.get(self.reason, 0)
+class NewsRefused(Refused):
+    messages = MESSAGES
+    limits: ClassVar[dict[str, int]] = {"title": MAX_TITLE, "body": MAX_BODY}
 
 
 class NewsNotFound(LookupError):
@@ -138,7 +134,7 @@ async def fan_out(session: AsyncSession, now: dt.datetime) -> int:
             select(News).where(News.mail_requested, News.mailed_at.is_(None)).order_by(News.id)
         )
     ).all()
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = dialect_insert(session)
     confirmed = exists().where(Email.patron_id == Patron.id, Email.confirmed_at.is_not(None))
     for news in pending:
         payload = json.dumps(

@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import dialect_insert
 from app.models import Bib, Email, Hold, Notice, Patron, Registration
 
 MAX_ATTEMPTS = 5
@@ -49,8 +48,7 @@ async def queue(
         status="pending",
         next_attempt_at=(now or dt.datetime.now()).replace(tzinfo=None),
     )
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert = dialect_insert(session)
     result = await session.execute(
         insert(Notice).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"])
     )

@@ -205,3 +205,12 @@ def log_in(page: Page, card: str = "100000017", password: str = "hanako-2026") -
     page.get_by_role("button", name="Log in").click()
     # Wait for the answer: logged in (a Log out button) or refused (an alert).
     expect(page.get_by_role("button", name="Log out").or_(page.get_by_role("alert"))).to_be_visible()
+
+
+def new_list(page: Page, name: str) -> None:
+    """Make a book list from the lists page and wait until its own page is shown."""
+    page.goto("/lists?lang=en")
+    expect(page.get_by_role("heading", name="My lists", level=1)).to_be_visible()
+    page.get_by_label("List name").fill(name)
+    page.get_by_role("button", name="New list").click()
+    expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()

@@ -12,7 +12,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import DESKTOP, LiveServer, log_in
+from tests.browser.conftest import DESKTOP, LiveServer, log_in, new_list
 
 # The front end does not depend on the database: scripts/test.sh runs these once (on SQLite).
 pytestmark = pytest.mark.frontend
@@ -73,10 +73,7 @@ def test_patron_pages_have_no_axe_violations(phone: Page) -> None:
     page = phone
     log_in(page)
     # Content on every page: a list with an entry, a favourite, an alert, a marathon, a history entry.
-    page.goto("/lists?lang=en")
-    page.get_by_label("List name").fill("読みたい本")
-    page.get_by_role("button", name="New list").click()
-    expect(page.get_by_role("heading", name="読みたい本")).to_be_visible()
+    new_list(page, "読みたい本")
     page.goto("/search?q=こころ&lang=en")
     page.get_by_role("link", name="こころ", exact=True).click()
     page.get_by_role("button", name="Add to list").click()

@@ -11,7 +11,7 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import text
 
-from tests.browser.conftest import DESKTOP, LiveServer, log_in
+from tests.browser.conftest import DESKTOP, LiveServer, log_in, new_list
 from tests.support import sync_engine
 
 
@@ -30,11 +30,7 @@ def _on_shelf_barcode(server: LiveServer, title: str) -> str:
 def test_add_to_a_list_from_the_title_page_and_download_csv(phone: Page) -> None:
     page = phone
     log_in(page)
-    page.goto("/lists?lang=en")
-    expect(page.get_by_role("heading", name="My lists", level=1)).to_be_visible()
-    page.get_by_label("List name").fill('読みたい本 =HYPERLINK("x")')
-    page.get_by_role("button", name="New list").click()
-    expect(page.get_by_role("heading", name='読みたい本 =HYPERLINK("x")')).to_be_visible()
+    new_list(page, '読みたい本 =HYPERLINK("x")')
     page.goto("/search?q=こころ&lang=en")
     page.get_by_role("link", name="こころ", exact=True).click()
     page.get_by_label("Memo").fill("=1+1 再読したい")
@@ -54,10 +50,7 @@ def test_add_to_a_list_from_the_title_page_and_download_csv(phone: Page) -> None
 def test_add_to_a_list_from_the_search_results(phone: Page) -> None:
     page = phone
     log_in(page)
-    page.goto("/lists?lang=en")
-    page.get_by_label("List name").fill("夏休み")
-    page.get_by_role("button", name="New list").click()
-    expect(page.get_by_role("heading", name="夏休み")).to_be_visible()
+    new_list(page, "夏休み")
     page.goto("/search?q=こころ&lang=en")
     hit = page.locator("li.hit", has=page.get_by_role("link", name="こころ", exact=True))
     hit.get_by_role("link", name="Add こころ to the list").click()
@@ -70,10 +63,7 @@ def test_add_to_a_list_from_the_search_results(phone: Page) -> None:
 def test_add_to_a_list_from_the_search_results_without_javascript(phone_no_js: Page) -> None:
     page = phone_no_js
     log_in(page)
-    page.goto("/lists?lang=en")
-    page.get_by_label("List name").fill("夏休み")
-    page.get_by_role("button", name="New list").click()
-    expect(page.get_by_role("heading", name="夏休み")).to_be_visible()
+    new_list(page, "夏休み")
     page.goto("/search?q=こころ&lang=en")
     hit = page.locator("li.hit", has=page.get_by_role("link", name="こころ", exact=True))
     hit.get_by_role("link", name="Add こころ to the list").click()
