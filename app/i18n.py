@@ -54,6 +54,12 @@ def gettext(message: str, **variables: object) -> str:
     return text % variables if variables else text
 
 
+def translate(lang: str, message: str) -> str:
+    """`message` in `lang`, whatever the current language (templates are compiled per language)."""
+    found = _catalog(lang).get(message)
+    return found if isinstance(found, str) else message
+
+
 def ngettext(singular: str, plural: str, n: int, **variables: object) -> str:
     found = _catalog(_current.get()).get(singular)
     if isinstance(found, tuple):

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 
 from arq import create_pool
 from arq.connections import RedisSettings
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, select_autoescape
 from litestar import Litestar, Request, Response
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
@@ -33,7 +33,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import i18n
+from app import i18n, reads
 from app.db import make_engine, make_sessionmaker
 from app.policy import get_policy
 from app.routes import ROUTES
@@ -43,22 +43,24 @@ from app.routes._deps import (
     provide_db,
     provide_patron,
     provide_policy,
+    resolve_dependencies_in_order,
 )
 from app.routes._render import TEXT_SIZES, render, safe_next, wants_fragment
 from app.routes.staff import StaffLoginRequired, provide_staff
 from app.services.ratelimit import RateLimiter
 from app.sessions import RotatingSessionConfig
 from app.settings import Settings, get_settings
+from app.templating import FoldTranslations, LanguageEnvironment, language_loader
 
 HERE = Path(__file__).parent
 log = logging.getLogger("app")
 
 
 def _jinja_env() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(HERE / "templates"),
+    env = LanguageEnvironment(
+        loader=language_loader(str(HERE / "templates")),
         autoescape=select_autoescape(default=True, default_for_string=True),
-        extensions=["jinja2.ext.i18n"],
+        extensions=["jinja2.ext.i18n", FoldTranslations],
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,
@@ -248,6 +250,7 @@ def _error_page(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
+    resolve_dependencies_in_order()
     settings = settings or get_settings()
     policy = get_policy(settings.library_policy)
     redis = Redis.from_url(settings.redis_url)
@@ -260,7 +263,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         read_engine = make_engine(settings.database_url, inline_reads=True) if settings.is_sqlite else engine
         app.state.engine, app.state.read_engine = engine, read_engine
         app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.read_sessionmaker = make_sessionmaker(read_engine)
+        # GET pages on SQLite read through one shared inline connection (app/reads.py).
+        app.state.read_info = (
+            reads.shared_reader(settings.database_url, read_engine.dialect) if settings.is_sqlite else None
+        )
+        app.state.read_sessionmaker = make_sessionmaker(read_engine, info=app.state.read_info)
         app.state.redis = redis
         app.state.limiter = RateLimiter(redis, settings.redis_namespace)
         app.state.settings = settings
@@ -271,6 +278,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await app.state.arq.aclose()
         await app.state.engine.dispose()
         await app.state.read_engine.dispose()
+        if app.state.read_info:
+            reads.close_shared_reader(app.state.read_info)
         await redis.aclose()
 
     template_engine = JinjaTemplateEngine.from_environment(_jinja_env())

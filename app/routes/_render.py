@@ -81,7 +81,8 @@ def render(
     """The whole page, or only `block` when htmx asks for a swap."""
     partial = block is not None and wants_fragment(request)
     return HTMXBlockTemplate(
-        template_name=template,
+        # Compiled once per language, its fixed strings already translated (app/templating.py).
+        template_name=f"{get_language()}/{template}",
         block_name=block if partial else None,
         context={**base_context(request), **context, "partial": partial},
         status_code=status_code,

@@ -28,12 +28,13 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import dialect_insert
 from app.i18n import N_
 from app.models import NOTICES, Alert, Bib, Email, Item, Patron, Series
+from app.reads import Read
 from app.services import catalog
 from app.services.refusal import Refused
 
@@ -138,12 +139,17 @@ async def save(session: AsyncSession, patron_id: int, params: catalog.SearchPara
     return alert.id
 
 
-async def list_alerts(session: AsyncSession, patron_id: int) -> list[AlertView]:
-    rows = await session.execute(
+_LIST = Read(
+    lambda: (
         select(Alert.id, Alert.name, Alert.query, Alert.created_at)
-        .where(Alert.patron_id == patron_id)
+        .where(Alert.patron_id == bindparam("patron_id"))
         .order_by(Alert.id)
     )
+)
+
+
+async def list_alerts(session: AsyncSession, patron_id: int) -> list[AlertView]:
+    rows = await _LIST.all(session, patron_id=patron_id)
     return [AlertView(i, n, from_json(q), c) for i, n, q, c in rows]
 
 

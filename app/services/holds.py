@@ -19,6 +19,7 @@ from sqlalchemy.orm import aliased
 from app.i18n import N_
 from app.models import ACTIVE_HOLD_STATUSES, Bib, Branch, Email, Hold, Item, Loan, Patron, PickupLocation
 from app.policy import Policy
+from app.reads import Read
 from app.services import notices
 
 STATUS_LABELS = {
@@ -428,12 +429,15 @@ def _list_query() -> Select:
     )
 
 
+_LIST = Read(_list_query)
+
+
 async def list_holds(
     session: AsyncSession, patron_id: int, *, today: dt.date, policy: Policy
 ) -> list[HoldView]:
     """Active holds and those cancelled within the policy's days, with queue position and wait estimate."""
     since = dt.datetime.combine(today - dt.timedelta(days=policy.cancelled_visible_days), dt.time())
-    rows = (await session.execute(_list_query(), {"patron_id": patron_id, "since": since})).all()
+    rows = await _LIST.all(session, patron_id=patron_id, since=since)
     views = []
     for r in rows:
         waiting = r.status == "waiting"

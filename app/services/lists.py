@@ -14,12 +14,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import N_
 from app.models import Bib, BookList, BookListEntry, Favourite
+from app.reads import Read
 from app.services.refusal import Refused
 
 MAX_LISTS = 100
@@ -79,15 +80,19 @@ def _clean(value: str, limit: int, reason: str) -> str:
     return text
 
 
-async def summaries(session: AsyncSession, patron_id: int) -> list[ListSummary]:
-    rows = await session.execute(
-        select(BookList.id, BookList.name, BookList.memo, func.count(BookListEntry.id))
+_SUMMARIES = Read(
+    lambda: (
+        select(BookList.id, BookList.name, BookList.memo, func.count(BookListEntry.id).label("entries"))
         .outerjoin(BookListEntry, BookListEntry.list_id == BookList.id)
-        .where(BookList.patron_id == patron_id)
+        .where(BookList.patron_id == bindparam("patron_id"))
         .group_by(BookList.id)
         .order_by(BookList.id)
     )
-    return [ListSummary(*row) for row in rows]
+)
+
+
+async def summaries(session: AsyncSession, patron_id: int) -> list[ListSummary]:
+    return [ListSummary(*row) for row in await _SUMMARIES.all(session, patron_id=patron_id)]
 
 
 async def create(session: AsyncSession, patron_id: int, name: str, memo: str = "") -> int:

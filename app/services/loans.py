@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.i18n import N_
 from app.models import Bib, Branch, Hold, Item, Loan
 from app.policy import Policy
+from app.reads import Read
 from app.services import calendar
 
 REFUSAL_MESSAGES = {
@@ -103,6 +104,10 @@ def _one_query() -> Select:
     return _base_query().where(Loan.id == bindparam("loan_id"))
 
 
+_LIST = Read(_list_query)
+_ONE = Read(_one_query)
+
+
 def renewal_refusal(
     policy: Policy, *, today: dt.date, due_on: dt.date, renewals: int, is_ill: bool, others_waiting: bool
 ) -> str | None:
@@ -164,14 +169,14 @@ async def list_loans(
     session: AsyncSession, patron_id: int, *, today: dt.date, policy: Policy
 ) -> list[LoanView]:
     """The patron's open loans, overdue first, then by due date."""
-    rows = (await session.execute(_list_query(), {"patron_id": patron_id})).all()
+    rows = await _LIST.all(session, patron_id=patron_id)
     return [_view(row, policy, today) for row in rows]
 
 
 async def get_loan(
     session: AsyncSession, patron_id: int, loan_id: int, *, today: dt.date, policy: Policy
 ) -> LoanView:
-    row = (await session.execute(_one_query(), {"patron_id": patron_id, "loan_id": loan_id})).first()
+    row = await _ONE.first(session, patron_id=patron_id, loan_id=loan_id)
     if row is None:
         raise LoanNotFound(loan_id)
     return _view(row, policy, today)

@@ -7,11 +7,12 @@ import unicodedata
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import N_
 from app.models import Loan, Marathon
+from app.reads import Read
 from app.services.refusal import Refused
 
 MAX_GOAL = 10_000
@@ -68,8 +69,8 @@ async def start(session: AsyncSession, patron_id: int, *, goal: str, starts_on: 
     return marathon.id
 
 
-async def progress(session: AsyncSession, patron_id: int) -> list[Progress]:
-    """Every marathon of the patron, newest first, with the loans made inside its dates."""
+def _progress_query() -> Select:
+    patron_id = bindparam("patron_id", type_=Integer)
     done = (
         select(func.count(Loan.id))
         .where(
@@ -79,10 +80,18 @@ async def progress(session: AsyncSession, patron_id: int) -> list[Progress]:
         )
         .correlate(Marathon)
         .scalar_subquery()
+        .label("done")
     )
-    rows = await session.execute(
+    return (
         select(Marathon.id, Marathon.goal, Marathon.starts_on, Marathon.ends_on, done)
         .where(Marathon.patron_id == patron_id)
         .order_by(Marathon.id.desc())
     )
-    return [Progress(*row) for row in rows]
+
+
+_PROGRESS = Read(_progress_query)
+
+
+async def progress(session: AsyncSession, patron_id: int) -> list[Progress]:
+    """Every marathon of the patron, newest first, with the loans made inside its dates."""
+    return [Progress(*row) for row in await _PROGRESS.all(session, patron_id=patron_id)]

@@ -13,14 +13,15 @@ import datetime as dt
 import json
 import unicodedata
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import Date, Integer, Select, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import dialect_insert
 from app.i18n import N_
 from app.models import NOTICES, Branch, ClosedDay, Email, LibraryEvent, News, Notice, Patron
+from app.reads import Read
 from app.services.refusal import Refused
 
 MAX_TITLE = 100
@@ -111,15 +112,23 @@ async def withdraw(session: AsyncSession, news_id: int) -> None:
     await session.commit()
 
 
-async def current(session: AsyncSession, today: dt.date, limit: int = 5) -> list[News]:
-    """News to show: published, not past its "show until" day; urgent first, newest first."""
-    rows = await session.scalars(
-        select(News)
+def _current_query() -> Select:
+    today = bindparam("today", type_=Date)
+    return (
+        select(*News.__table__.columns)
         .where(News.published_on <= today, or_(News.shown_until.is_(None), News.shown_until >= today))
         .order_by(News.urgent.desc(), News.published_on.desc(), News.id.desc())
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
     )
-    return list(rows)
+
+
+_CURRENT = Read(_current_query)
+
+
+async def current(session: AsyncSession, today: dt.date, limit: int = 5) -> list[Any]:
+    """News to show (rows with News's columns): published, not past its "show until" day; urgent
+    first, newest first."""
+    return await _CURRENT.all(session, today=today, limit=limit)
 
 
 async def recent(session: AsyncSession, limit: int = 30) -> list[News]:

@@ -13,7 +13,8 @@ from app.models import Bib, Branch, Email, Hold, Patron, PickupLocation
 from app.policy import load_policy
 from app.services import holds
 
-NOW = dt.datetime(2026, 11, 23, 10, 0)
+# The demo library is built for the real today (its holds are placed days before it).
+NOW = dt.datetime.combine(clock.today(), dt.time(10))
 TODAY = NOW.date()
 DEFAULT = load_policy("default")
 

@@ -1,0 +1,168 @@
+"""Hot read statements, compiled once per database and run on the driver connection.
+
+Why (docs/performance-notes.md, bench/pages.py): a page's SELECT costs SQLite ~20 µs, but going
+through `AsyncSession.execute` adds ~220 µs of SQLAlchemy work per statement (cache-key
+generation, execution context, ORM result set-up, greenlet hops) and made every page several
+times slower than its template. A `Read` keeps SQLAlchemy for what it is good at, building the
+statement and compiling it for each dialect, and does the per-request part itself:
+
+- the statement is built and compiled once per dialect (SQL text, parameter order, constants);
+- values are converted with the dialect's own bind/result processors (dates on SQLite);
+- it runs on the session's driver connection (sqlite3, aiosqlite or asyncpg), inside the
+  session's transaction, so it sees what the session has written;
+- rows come back as named tuples with the statement's column names (`row.title`).
+
+Only plain parameters are supported (no lists for `IN`: constant lists in the statement are fine).
+Writes stay with the ORM, where the unit of work and its checks matter more than microseconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import namedtuple
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, make_url
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.sqlite_inline import InlineConnection
+
+_DRIVER_KEY = "reads.driver"
+_SHARED_KEY = "reads.shared"
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    sql: str
+    slots: tuple[tuple[str | None, Any, Callable[[Any], Any] | None], ...]  # (param, constant, bind)
+    row: Any  # a namedtuple class
+    results: tuple[Callable[[Any], Any] | None, ...] | None  # None: no column needs converting
+
+
+class Read:
+    """A SELECT, built lazily by `build()`, with `bindparam("name")` for each value per call."""
+
+    __slots__ = ("_build", "_plans", "_statement")
+
+    def __init__(self, build: Callable[[], Select[*tuple[Any, ...]]]) -> None:
+        self._build = build
+        self._statement: Any = None
+        self._plans: dict[str, _Plan] = {}
+
+    @property
+    def statement(self) -> Any:
+        if self._statement is None:
+            self._statement = self._build()
+        return self._statement
+
+    def _plan(self, dialect: Dialect) -> _Plan:
+        plan = self._plans.get(dialect.name)
+        if plan is None:
+            plan = self._plans[dialect.name] = _compile(self.statement, dialect)
+        return plan
+
+    async def all(self, session: AsyncSession, **params: Any) -> list[Any]:
+        driver, dialect = await _driver(session)
+        plan = self._plan(dialect)
+        values = [
+            constant if name is None else (bind(params[name]) if bind else params[name])
+            for name, constant, bind in plan.slots
+        ]
+        if isinstance(driver, InlineConnection):
+            rows = driver._conn.execute(plan.sql, values).fetchall()
+        elif dialect.name == "sqlite":  # aiosqlite, on a writing session
+            async with driver.execute(plan.sql, values) as cursor:
+                rows = await cursor.fetchall()
+        else:  # asyncpg
+            rows = await driver.fetch(plan.sql, *values)
+        make = plan.row._make
+        if plan.results is None:
+            return [make(row) for row in rows]
+        processors = plan.results
+        return [
+            make(
+                [
+                    value if p is None or value is None else p(value)
+                    for p, value in zip(processors, row, strict=True)
+                ]
+            )
+            for row in rows
+        ]
+
+    async def first(self, session: AsyncSession, **params: Any) -> Any | None:
+        rows = await self.all(session, **params)
+        return rows[0] if rows else None
+
+    async def scalar(self, session: AsyncSession, **params: Any) -> Any:
+        row = await self.first(session, **params)
+        return None if row is None else row[0]
+
+
+def shared_reader(url: str, dialect: Dialect) -> dict[str, Any]:
+    """Session `info` for a read-only SQLite sessionmaker: one autocommit sqlite3 connection per
+    process, used on the event loop by every GET page. Such a page never checks a connection out of
+    the pool (~150 µs a request); each statement reads the latest committed data (WAL), and the
+    statement finishes before the loop moves on, so requests cannot interleave inside one."""
+    path = make_url(url).database or ":memory:"
+    connection = sqlite3.connect(path, timeout=2.0, check_same_thread=False, isolation_level=None)
+    return {_SHARED_KEY: (InlineConnection(connection), dialect)}
+
+
+def close_shared_reader(info: dict[str, Any]) -> None:
+    shared = info.get(_SHARED_KEY)
+    if shared is not None:
+        shared[0].stop()
+
+
+async def _driver(session: AsyncSession) -> tuple[Any, Dialect]:
+    """The driver connection of the session's current transaction (opened if need be), memoised
+    per transaction: after a commit the session may hand out another pooled connection."""
+    shared = session.info.get(_SHARED_KEY)
+    if shared is not None:
+        return shared  # type: ignore[no-any-return]
+    transaction = session.sync_session.get_transaction()
+    cached = session.info.get(_DRIVER_KEY)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cached[1], cached[2]
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    dialect = connection.dialect
+    session.info[_DRIVER_KEY] = (session.sync_session.get_transaction(), driver, dialect)
+    return driver, dialect
+
+
+def _compile(statement: Any, dialect: Dialect) -> _Plan:
+    compiled = statement.compile(dialect=dialect)
+    required = {b.key: b for b in compiled.binds.values() if b.required}
+    for bind in required.values():
+        if bind.expanding:
+            raise ValueError(f"Read: a list parameter ({bind.key}) is not supported; build the IN into SQL")
+    expanded = compiled.construct_expanded_state(dict.fromkeys(required))
+    slots: list[tuple[str | None, Any, Callable[[Any], Any] | None]] = []
+    for name in expanded.positiontup or ():
+        if name in required:
+            processor = required[name].type.dialect_impl(dialect).bind_processor(dialect)
+            slots.append((name, None, processor))
+        else:
+            constant = expanded.parameters[name]
+            known = compiled.binds.get(name)
+            processor = (
+                known.type.dialect_impl(dialect).bind_processor(dialect) if known is not None else None
+            )
+            if processor is not None and constant is not None:
+                constant = processor(constant)
+            slots.append((None, constant, None))
+    columns = list(statement.selected_columns)
+    names = [column.key for column in columns]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Read: duplicate column names {names}; label them")
+    results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns)
+    return _Plan(
+        sql=expanded.statement,
+        slots=tuple(slots),
+        row=namedtuple("Row", names),  # type: ignore[misc,arg-type]
+        results=results if any(results) else None,
+    )
