@@ -50,7 +50,7 @@ from app.routes.staff import StaffLoginRequired, provide_staff
 from app.services.ratelimit import RateLimiter
 from app.sessions import RotatingSessionConfig
 from app.settings import Settings, get_settings
-from app.templating import FoldTranslations, LanguageEnvironment, language_loader
+from app.templating import FoldTranslations, LanguageEnvironment, fill, language_loader
 
 HERE = Path(__file__).parent
 log = logging.getLogger("app")
@@ -69,6 +69,12 @@ def _jinja_env() -> Environment:
     # autoescaped like any other value; it saves Jinja's Markup round trip on every string.
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=False)  # type: ignore[attr-defined]
     env.globals["static"] = _static_url
+    # The filters FoldTranslations turns calls into (app/templating.py).
+    env.filters["static"] = _static_url
+    env.filters["date"] = i18n.format_date
+    env.filters["fill"] = fill
+    env.filters["gettext"] = i18n.gettext
+    env.filters["url"] = lambda name, **params: env.globals["url_for"](name, **params)
     env.filters["todate"] = lambda value: dt.date.fromisoformat(value) if isinstance(value, str) else value
     return env
 

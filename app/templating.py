@@ -19,14 +19,18 @@ asked for without a prefix (mail, tests) is compiled as before with every call l
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader
+from jinja2 import BaseLoader, Environment, FileSystemLoader
 from jinja2.ext import Extension
 from jinja2.lexer import Token, TokenStream
 
 from app import i18n
 
 FOLDED = frozenset({"_", "gettext"})
+# Calls that become filters (a filter is called directly; a call goes through Jinja's Context.call).
+AS_FILTERS = {"fmt_date": "date", "url_for": "url", "static": "static"}
+OPENING, CLOSING = {"lparen", "lbracket", "lbrace"}, {"rparen", "rbracket", "rbrace"}
 
 
 def _language_of(name: str | None) -> str | None:
@@ -34,8 +38,19 @@ def _language_of(name: str | None) -> str | None:
     return prefix if prefix in i18n.LANGUAGES else None
 
 
+def fill(text: str, **variables: object) -> str:
+    """The second half of gettext: the translation (already looked up) with its values filled in."""
+    return text % variables if variables else text
+
+
 class FoldTranslations(Extension):
-    """`_("text")` → the text in the template's language, at compile time."""
+    """Work done once when a page is compiled for a language, instead of at every request:
+
+    - `_("text")` → the translated text; `_("text %(n)s", n=x)` → `("translated" | fill(n=x))`;
+    - `static("app.css")` → its hashed address; `url_for("loans:list")` → its path (routes and
+      static files do not change while the app runs); with values, `("loans:renew" | url(...))`;
+    - `fmt_date(x)` → `(x | date)`; `_(label)` → `(label | gettext)`.
+    """
 
     def filter_stream(self, stream: TokenStream) -> Iterable[Token]:
         lang = _language_of(stream.name)
@@ -43,25 +58,89 @@ class FoldTranslations(Extension):
             return stream
         return self._fold(list(stream), lang)
 
-    @staticmethod
-    def _fold(tokens: list[Token], lang: str) -> Iterator[Token]:
+    def _fold(self, tokens: list[Token], lang: str) -> Iterator[Token]:
         i, n = 0, len(tokens)
         while i < n:
             token = tokens[i]
             if (
                 token.type == "name"
-                and token.value in FOLDED
-                and i + 3 < n
-                and (i == 0 or tokens[i - 1].type != "dot")
+                and (token.value in FOLDED or token.value in AS_FILTERS)
+                and i + 1 < n
                 and tokens[i + 1].type == "lparen"
-                and tokens[i + 2].type == "string"
-                and tokens[i + 3].type == "rparen"
+                and (i == 0 or tokens[i - 1].type != "dot")
             ):
-                yield Token(token.lineno, "string", i18n.translate(lang, tokens[i + 2].value))
-                i += 4
-                continue
+                end = _matching(tokens, i + 1)
+                if end is not None:
+                    folded = self._rewrite(token, tokens[i + 2 : end], lang)
+                    if folded is not None:
+                        yield from folded
+                        i = end + 1
+                        continue
             yield token
             i += 1
+
+    def _rewrite(self, call: Token, args: list[Token], lang: str) -> list[Token] | None:
+        line = call.lineno
+        first, rest = _split_first(args)
+        if not first:
+            return None
+        literal = first[0].value if len(first) == 1 and first[0].type == "string" else None
+        first, rest = list(self._fold(first, lang)), list(self._fold(rest, lang))
+        if call.value in FOLDED:
+            if literal is None:  # a message chosen at run time: translated then, as a filter
+                return _as_filter(line, first, "gettext", rest)
+            translated = Token(line, "string", i18n.translate(lang, literal))
+            return [translated] if not rest else _as_filter(line, [translated], "fill", rest)
+        if literal is not None and not rest:
+            constant = self._constant(call.value, literal)
+            if constant is not None:
+                return [Token(line, "string", constant)]
+        return _as_filter(line, first, AS_FILTERS[call.value], rest)
+
+    def _constant(self, function: str, argument: str) -> str | None:
+        if function == "static":
+            return str(self.environment.globals["static"](argument))  # type: ignore[operator]
+        if function == "url_for" and "url_for" in self.environment.globals:
+            return str(self.environment.globals["url_for"](argument))  # type: ignore[operator]
+        return None
+
+
+def _matching(tokens: list[Token], opening: int) -> int | None:
+    """Index of the bracket closing tokens[opening], within the same expression."""
+    depth = 0
+    for j in range(opening, len(tokens)):
+        kind = tokens[j].type
+        if kind in OPENING:
+            depth += 1
+        elif kind in CLOSING:
+            depth -= 1
+            if depth == 0:
+                return j
+        elif kind in ("variable_end", "block_end", "eof"):
+            return None
+    return None
+
+
+def _split_first(args: list[Token]) -> tuple[list[Token], list[Token]]:
+    """The first argument's tokens, and the tokens after its comma."""
+    depth = 0
+    for j, token in enumerate(args):
+        if token.type in OPENING:
+            depth += 1
+        elif token.type in CLOSING:
+            depth -= 1
+        elif token.type == "comma" and depth == 0:
+            return args[:j], args[j + 1 :]
+    return args, []
+
+
+def _as_filter(line: int, value: list[Token], name: str, rest: list[Token]) -> list[Token]:
+    """`((value) | name(rest))`"""
+    out = [Token(line, "lparen", "("), Token(line, "lparen", "("), *value, Token(line, "rparen", ")")]
+    out += [Token(line, "pipe", "|"), Token(line, "name", name)]
+    if rest:
+        out += [Token(line, "lparen", "("), *rest, Token(line, "rparen", ")")]
+    return [*out, Token(line, "rparen", ")")]
 
 
 class LanguageEnvironment(Environment):
@@ -74,6 +153,20 @@ class LanguageEnvironment(Environment):
         return f"{lang}/{template}"
 
 
-def language_loader(directory: str) -> ChoiceLoader:
-    files = FileSystemLoader(directory)
-    return ChoiceLoader([PrefixLoader(dict.fromkeys(i18n.LANGUAGES, files)), files])
+class LanguageLoader(BaseLoader):
+    """Serves `<dir>/<template>` as `<lang>/<template>` too; the template keeps the prefixed name,
+    which is what tells FoldTranslations its language (Jinja's PrefixLoader would drop it)."""
+
+    def __init__(self, directory: str) -> None:
+        self.files = FileSystemLoader(directory)
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Any]:
+        lang, _, rest = template.partition("/")
+        return self.files.get_source(environment, rest if lang in i18n.LANGUAGES else template)
+
+    def list_templates(self) -> list[str]:
+        return self.files.list_templates()
+
+
+def language_loader(directory: str) -> LanguageLoader:
+    return LanguageLoader(directory)

@@ -33,8 +33,14 @@ async def provide_db(request: Request, state: State) -> AsyncIterator[AsyncSessi
     """
     reads_only = request.method in SAFE_METHODS or request.route_handler.opt.get("db_reads_only", False)
     maker = state.read_sessionmaker if reads_only else state.sessionmaker
-    async with maker() as session:
+    session = maker()
+    try:
         yield session
+    finally:
+        # A page that only ran `Read`s on the shared reader never opened a transaction: there is
+        # nothing to close, and AsyncSession.close() would still cost a greenlet round trip.
+        if session.sync_session.get_transaction() is not None or session.sync_session.identity_map:
+            await session.close()
 
 
 def provide_patron(request: Request) -> SessionPatron:

@@ -38,6 +38,14 @@ def _flash_result(request: Request, result: loans.RenewResult, policy: Policy) -
         flash(request, text, "error")
 
 
+def _list_context(items: list[loans.LoanView]) -> dict[str, object]:
+    return {
+        "loans": items,
+        "overdue_count": sum(loan.overdue for loan in items),
+        "any_renewable": any(loan.renewable for loan in items),
+    }
+
+
 @get("/loans", name="loans:list")
 async def loans_page(
     request: Request,
@@ -50,7 +58,7 @@ async def loans_page(
         request,
         "loans/list.html",
         block="loans",
-        loans=items,
+        **_list_context(items),
         summary=None,
         refusal_text=lambda r: refusal_text(r, policy),
     )
@@ -71,8 +79,7 @@ async def renew(
     if wants_fragment(request):
         return render(
             request,
-            "loans/list.html",
-            block="loan_row",
+            "loans/_row.html",
             loan=result.loan,
             refusal_text=lambda r: refusal_text(r, policy),
         )
@@ -100,7 +107,7 @@ async def renew_all(
             request,
             "loans/list.html",
             block="loans",
-            loans=[r.loan for r in results],
+            **_list_context([r.loan for r in results]),
             summary=summary,
             refusal_text=lambda r: refusal_text(r, policy),
         )
