@@ -156,7 +156,7 @@ def _compile(statement: Any, dialect: Dialect) -> _Plan:
                 constant = processor(constant)
             slots.append((None, constant, None))
     columns = list(statement.selected_columns)
-    names = [column.key for column in columns]
+    names = [column.key or f"column{n}" for n, column in enumerate(columns)]  # count(...) has no name
     if len(set(names)) != len(names):
         raise ValueError(f"Read: duplicate column names {names}; label them")
     results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import N_
 from app.models import Bib
+from app.reads import Read
 
 MAX_ENTRIES = 50
 
@@ -44,9 +45,12 @@ def ids_in(session_data: dict) -> list[int]:  # type: ignore[type-arg]
     return [int(i) for i in session_data.get("cart", []) if isinstance(i, int)][:MAX_ENTRIES]
 
 
+_BIB = Read(lambda: select(Bib.id, Bib.loanable).where(Bib.id == bindparam("bib_id")))
+
+
 async def add(db: AsyncSession, cart: list[int], bib_id: int) -> list[int]:
     """The cart with `bib_id` added; raises CartRefused or BibNotFound and leaves `cart` alone."""
-    row = (await db.execute(select(Bib.id, Bib.loanable).where(Bib.id == bib_id))).first()
+    row = await _BIB.first(db, bib_id=bib_id)
     if row is None:
         raise BibNotFound(bib_id)
     if not row.loanable:

@@ -1,0 +1,102 @@
+"""app/reads.py: a Read returns what SQLAlchemy would, on both databases, inside the session's transaction."""
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import reads
+from app.db import make_engine, make_sessionmaker
+from app.models import Bib, Hold, Item, Loan
+from app.reads import Read
+from app.services import holds, loans
+from app.settings import load_settings
+from tests.support import BACKEND
+
+LOANS_OF = Read(
+    lambda: select(Loan.id, Loan.due_on, Loan.loaned_on, Bib.title)
+    .join(Item, Item.id == Loan.item_id)
+    .join(Bib, Bib.id == Item.bib_id)
+    .where(Loan.patron_id == bindparam("patron_id"), Loan.due_on >= bindparam("since"))
+    .order_by(Loan.id)
+)
+
+
+async def _hanako(db: AsyncSession) -> int:
+    from app.models import Patron
+
+    patron_id = await db.scalar(select(Patron.id).where(Patron.card_number == "100000017"))
+    assert patron_id is not None
+    return patron_id
+
+
+async def test_rows_match_sqlalchemy_with_dates_converted(db: AsyncSession) -> None:
+    hanako = await _hanako(db)
+    since = dt.date(2000, 1, 1)
+    expected = (await db.execute(LOANS_OF.statement, {"patron_id": hanako, "since": since})).all()
+    got = await LOANS_OF.all(db, patron_id=hanako, since=since)
+    assert len(got) == 3
+    assert [tuple(row) for row in got] == [tuple(row) for row in expected]
+    assert isinstance(got[0].due_on, dt.date) and isinstance(got[0].title, str)
+    assert await LOANS_OF.all(db, patron_id=hanako, since=dt.date(2999, 1, 1)) == []
+    assert await LOANS_OF.first(db, patron_id=-1, since=since) is None
+
+
+async def test_constant_lists_and_a_parameter_used_twice(db: AsyncSession) -> None:
+    """The holds page's statement: an IN list of constants, a correlated count, datetimes."""
+    from app.models import Patron
+
+    sato = await db.scalar(select(Patron.id).where(Patron.card_number == "100000066"))
+    since = dt.datetime(2000, 1, 1)
+    expected = (await db.execute(holds._list_query(), {"patron_id": sato, "since": since})).all()
+    got = await holds._LIST.all(db, patron_id=sato, since=since)
+    assert got and [tuple(r) for r in got] == [tuple(r) for r in expected]
+    assert isinstance(got[0].placed_at, dt.datetime)
+
+
+async def test_sees_the_sessions_own_writes_and_follows_a_commit(db: AsyncSession) -> None:
+    hanako = await _hanako(db)
+    first = (await loans.list_loans(db, hanako, today=dt.date.today(), policy=_policy()))[0]
+    await db.execute(update(Loan).where(Loan.id == first.id).values(due_on=dt.date(2031, 1, 2)))
+    row = await LOANS_OF.first(db, patron_id=hanako, since=dt.date(2031, 1, 1))
+    assert row is not None and row.id == first.id  # uncommitted, same transaction
+    await db.commit()
+    # After the commit the session may use another connection: the Read opens the new transaction.
+    assert (await LOANS_OF.first(db, patron_id=hanako, since=dt.date(2031, 1, 1))).id == first.id
+
+
+async def test_shared_reader_sees_what_others_commit(database_url: str, db: AsyncSession) -> None:
+    if BACKEND != "sqlite":
+        pytest.skip("the shared inline reader exists only on SQLite; PostgreSQL reads through its pool")
+    engine = make_engine(database_url, inline_reads=True)
+    info = reads.shared_reader(database_url, engine.dialect)
+    try:
+        maker = make_sessionmaker(engine, info=info)
+        count = Read(lambda: select(func.count(Hold.id)).where(Hold.status == bindparam("status")))
+        async with maker() as reader:
+            before = await count.scalar(reader, status="waiting")
+        await db.execute(update(Hold).values(status="cancelled"))
+        await db.commit()
+        async with maker() as reader:
+            after = await count.scalar(reader, status="waiting")
+            assert reader.sync_session.get_transaction() is None  # no pooled connection was opened
+        assert before > 0 and after == 0
+    finally:
+        reads.close_shared_reader(info)
+        await engine.dispose()
+
+
+def test_refuses_what_it_cannot_run_fast() -> None:
+    settings = load_settings({"APP_ENV": "test", "SECRET_KEY": "s" * 48})
+    dialect = make_engine(settings.database_url).dialect
+    with pytest.raises(ValueError, match="list parameter"):
+        Read(lambda: select(Bib.id).where(Bib.id.in_(bindparam("ids", expanding=True))))._plan(dialect)
+    with pytest.raises(ValueError, match="duplicate column"):
+        Read(lambda: select(Bib.id, Item.id).join(Item, Item.bib_id == Bib.id))._plan(dialect)
+
+
+def _policy():  # type: ignore[no-untyped-def]
+    from app.policy import load_policy
+
+    return load_policy("default")
