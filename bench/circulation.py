@@ -18,6 +18,9 @@ Rows go in with plain sqlite3 and executemany (bench/generate.py makes the bibs 
 index is not built, nothing here reads it). Each database is a fresh file migrated by the app's CLI.
 
     python -m bench.circulation [--sizes 10000,1000000] [--returns 300] [--mails 1000]
+                                [--databases sqlite,postgresql]
+
+On PostgreSQL the same prepared rows are copied in (COPY) before either database is measured.
 """
 
 from __future__ import annotations
@@ -84,6 +87,61 @@ def make_database(directory: Path, name: str) -> tuple[str, str]:
         [sys.executable, "-m", "app", "migrate"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL
     )
     return url, str(path)
+
+
+def to_postgres(sqlite_path: str, directory: Path, name: str) -> str:
+    """The same rows in a fresh PostgreSQL database migrated by the app's CLI; returns its URL.
+
+    Rows are set up once with sqlite3 (above) and copied table by table with COPY, in foreign-key
+    order, so both databases are measured on identical data. Sequences then continue after the
+    copied ids.
+    """
+    import psycopg
+
+    from app.models import Base
+    from bench.search import POSTGRES_ADMIN_URL, _postgres_admin
+
+    database = f"bench_circ_{name.replace('-', '_')}_{os.getpid()}"
+    _postgres_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    _postgres_admin(f"CREATE DATABASE {database}")
+    dsn = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+    url = dsn.replace("postgresql://", "postgresql+asyncpg://")
+    env = {**os.environ, "DATABASE_URL": url, "VAR_DIR": str(directory / f"var-{name}-pg")}
+    subprocess.run(
+        [sys.executable, "-m", "app", "migrate"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL
+    )
+    source = sqlite3.connect(sqlite_path)
+    tables = [t for t in Base.metadata.sorted_tables if t.name != "alembic_version"]
+    try:
+        with psycopg.connect(dsn) as target:
+            target.execute("TRUNCATE " + ", ".join(t.name for t in tables) + " CASCADE")
+            for table in tables:
+                columns = [c.name for c in table.columns]
+                booleans = {n for n, c in enumerate(table.columns) if c.type.python_type is bool}
+                listed = ", ".join(columns)
+                rows = source.execute(f"SELECT {listed} FROM {table.name}")
+                with target.cursor().copy(f"COPY {table.name} ({listed}) FROM STDIN") as copy:
+                    for row in rows:
+                        if booleans:
+                            row = tuple(
+                                bool(v) if n in booleans and v is not None else v for n, v in enumerate(row)
+                            )
+                        copy.write_row(row)
+                if "id" in table.columns and table.columns["id"].primary_key:
+                    target.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                        f"coalesce((SELECT max(id) FROM {table.name}), 0) + 1, false)"
+                    )
+            target.execute("ANALYZE")
+    finally:
+        source.close()
+    return url
+
+
+def drop_postgres(url: str) -> None:
+    from bench.search import _postgres_admin
+
+    _postgres_admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
 
 
 @contextmanager
@@ -522,8 +580,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mails", type=int, default=1000, help="pending notices to deliver")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the generated files (path is printed)")
+    parser.add_argument("--databases", default="sqlite,postgresql", help="sqlite, postgresql or both")
     args = parser.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    backends = [b.strip() for b in args.databases.split(",") if b.strip()]
 
     from app.policy import load_policy
 
@@ -534,8 +594,22 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    def urls(url: str, path: str, name: str) -> dict[str, str]:
+        """The prepared SQLite file, and a PostgreSQL copy made before either is measured."""
+        out = {}
+        if "postgresql" in backends:
+            started = time.perf_counter()
+            out["postgresql"] = to_postgres(path, directory, name)
+            log(f"{name}: copied to PostgreSQL in {time.perf_counter() - started:.1f} s")
+        if "sqlite" in backends:
+            out["sqlite"] = url
+        return out
+
+    returns: dict[str, list[ReturnTimings]] = {b: [] for b in backends}
+    daily: dict[str, DailyResult] = {}
+    mails: dict[str, MailResult] = {}
+    made: list[str] = []
     try:
-        returns: list[ReturnTimings] = []
         for size in sizes:
             started = time.perf_counter()
             url, path = make_database(directory, f"returns-{size}")
@@ -543,30 +617,42 @@ def main(argv: list[str] | None = None) -> int:
             plan = setup_returns(path, size, WARMUP_RETURNS + args.returns, args.seed)
             setup = time.perf_counter() - started
             log(f"{size:,} bibs, {items:,} items, {WAITING_HOLDS:,} holds: set-up {setup:.1f} s")
-            returns.append(asyncio.run(measure_returns(url, size, plan, setup)))
+            for backend, target in urls(url, path, f"returns-{size}").items():
+                made.append(target)
+                returns[backend].append(asyncio.run(measure_returns(target, size, plan, setup)))
 
         started = time.perf_counter()
         url, path = make_database(directory, "daily")
-        os.environ["DATABASE_URL"] = url
         insert_rows(path, DAILY_BIBS, args.seed)
         setup_daily(path, args.seed, load_policy("default").due_reminder_days)
         setup = time.perf_counter() - started
         log(f"daily jobs: set-up {setup:.1f} s")
-        daily = asyncio.run(measure_daily(url, setup))
+        for backend, target in urls(url, path, "daily").items():
+            made.append(target)
+            os.environ["DATABASE_URL"] = target
+            daily[backend] = asyncio.run(measure_daily(target, setup))
 
         url, path = make_database(directory, "mails")
         insert_rows(path, 10, args.seed)  # branches (and a few bibs)
         setup_mails(path, args.mails)
-        mails = asyncio.run(measure_mails(url, directory, args.mails))
+        for backend, target in urls(url, path, "mails").items():
+            made.append(target)
+            mails[backend] = asyncio.run(measure_mails(target, directory, args.mails))
     finally:
         if args.keep:
-            log(f"databases kept in {directory}")
+            log(f"databases kept in {directory} (and PostgreSQL: {[u for u in made if 'postgresql' in u]})")
         else:
             shutil.rmtree(directory, ignore_errors=True)
+            for target in made:
+                if target.startswith("postgresql"):
+                    drop_postgres(target)
 
-    print_returns(returns)
-    print_daily(daily)
-    print_mails(mails)
+    for backend in backends:
+        print(f"### {'PostgreSQL' if backend == 'postgresql' else 'SQLite'}\n")
+        print_returns(returns[backend])
+        print_daily(daily[backend])
+        print_mails(mails[backend])
+        print()
     return 0
 
 
