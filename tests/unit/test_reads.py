@@ -15,11 +15,13 @@ from app.settings import load_settings
 from tests.support import BACKEND
 
 LOANS_OF = Read(
-    lambda: select(Loan.id, Loan.due_on, Loan.loaned_on, Bib.title)
-    .join(Item, Item.id == Loan.item_id)
-    .join(Bib, Bib.id == Item.bib_id)
-    .where(Loan.patron_id == bindparam("patron_id"), Loan.due_on >= bindparam("since"))
-    .order_by(Loan.id)
+    lambda: (
+        select(Loan.id, Loan.due_on, Loan.loaned_on, Bib.title)
+        .join(Item, Item.id == Loan.item_id)
+        .join(Bib, Bib.id == Item.bib_id)
+        .where(Loan.patron_id == bindparam("patron_id"), Loan.due_on >= bindparam("since"))
+        .order_by(Loan.id)
+    )
 )
 
 

@@ -1,4 +1,4 @@
-"""app/templating.py: pages compiled per language give the same HTML as run-time translation, escaped alike."""
+"""app/templating.py: pages compiled per language render what run-time translation renders, escaped alike."""
 
 import re
 
@@ -21,7 +21,7 @@ def _env(fold: bool) -> LanguageEnvironment:
     real = _jinja_env()
     env = real if fold else LanguageEnvironment(autoescape=True, extensions=["jinja2.ext.i18n"])
     env.loader = _PrefixedDict({"page.txt": PAGE, "base.txt": BASE, "part.txt": PART})
-    env.globals["url_for"] = lambda name, **p: "/" + name.replace(":", "/") + "".join(f"/{v}" for v in p.values())
+    env.globals["url_for"] = _fake_url_for
     env.globals["fmt_date"] = i18n.format_date
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=False)  # type: ignore[attr-defined]
     return env
@@ -31,6 +31,10 @@ class _PrefixedDict(DictLoader):
     def get_source(self, environment, template):  # type: ignore[no-untyped-def]
         lang, _, rest = template.partition("/")
         return super().get_source(environment, rest if lang in i18n.LANGUAGES else template)
+
+
+def _fake_url_for(name: str, **params: object) -> str:
+    return "/" + name.replace(":", "/") + "".join(f"/{v}" for v in params.values())
 
 
 def _render(env: LanguageEnvironment, name: str, lang: str) -> str:
