@@ -67,7 +67,7 @@ async def _snapshot(db: AsyncSession) -> dict[str, list[tuple[Any, ...]]]:
     await db.rollback()  # a fresh read, not the session's earlier snapshot
     out = {}
     for table in OWNED_TABLES:
-        rows = (await db.execute(text(f"SELECT * FROM {table} ORDER BY 1"))).all()  # noqa: S608
+        rows = (await db.execute(text(f"SELECT * FROM {table} ORDER BY 1"))).all()
         out[table] = [tuple(row) for row in rows]
     return out
 
@@ -167,7 +167,9 @@ async def test_another_patrons_ids_are_404_and_change_nothing(app: Litestar, db:
                     headers={"HX-Request": "true"},
                     follow_redirects=False,
                 )
-                assert response.status_code == 404, f"htmx {method} {url} ({name}) gave {response.status_code}"
+                assert response.status_code == 404, (
+                    f"htmx {method} {url} ({name}) gave {response.status_code}"
+                )
             checked.append(f"{method} {path}")
         assert await _snapshot(db) == before
         # The owner still reaches them (the 404s were about ownership, not the ids).
@@ -226,7 +228,9 @@ async def test_every_post_needs_the_csrf_token_and_post_only_paths_refuse_get(
             url = _path_for(path, {**ids, "bib_id": int(form["bib_id"])} | dict.fromkeys(_STAFF, 1))
             for headers in ({}, {"HX-Request": "true"}):
                 response = await client.post(url, data=form, headers=headers, follow_redirects=False)
-                assert response.status_code == 403, f"POST {url} ({name}) without a token: {response.status_code}"
+                assert response.status_code == 403, (
+                    f"POST {url} ({name}) without a token: {response.status_code}"
+                )
             posts += 1
             if "GET" not in methods_by_path[path]:
                 response = await client.get(url, follow_redirects=False)
