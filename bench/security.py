@@ -13,7 +13,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_YET = (
-    "fuzzed form posts (hypothesis)",
     "faults injected (Redis, SMTP, worker kills, SQLite busy)",
     "200-patron load with invariants",
 )
