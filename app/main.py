@@ -31,6 +31,7 @@ from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import i18n, reads
@@ -221,6 +222,7 @@ ERROR_TITLES = {
     405: i18n.N_("This action is not allowed here"),
     429: i18n.N_("Too many requests"),
     500: i18n.N_("Something went wrong on our side"),
+    503: i18n.N_("Please try again shortly"),
 }
 ERROR_DETAILS = {
     400: i18n.N_("Please check what you entered and try again."),
@@ -229,11 +231,19 @@ ERROR_DETAILS = {
     405: i18n.N_("Please use the buttons on the page."),
     429: i18n.N_("Please wait a little and try again."),
     500: i18n.N_("Please try again later. If it keeps happening, ask at the library counter."),
+    503: i18n.N_(
+        "Part of the service is briefly unavailable. Nothing was changed; please try again in a minute."
+    ),
 }
 
 
 def _error_page(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if isinstance(exc, RedisError):
+        # Sessions, rate limits and the job queue live in Redis: while it is away, say so and
+        # change nothing (the database work of a request runs after its rate-limit check).
+        log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+        status = 503
     if status == 500:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     if status not in ERROR_TITLES:
@@ -242,7 +252,9 @@ def _error_page(request: Request, exc: Exception) -> Response:
     i18n.set_language(lang)
     if "text_size" not in request.state:
         request.state.text_size = "normal"
-    headers = {"HX-Reswap": "none"} if getattr(request, "htmx", None) else None
+    headers = {"HX-Reswap": "none"} if getattr(request, "htmx", None) else {}
+    if status == 503:
+        headers["Retry-After"] = "30"
     # htmx shows nothing for an error by default; the toast block tells the user.
     return render(
         request,
@@ -259,7 +271,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     resolve_dependencies_in_order()
     settings = settings or get_settings()
     policy = get_policy(settings.library_policy)
-    redis = Redis.from_url(settings.redis_url)
+    # Timeouts: a Redis that hangs (not just refuses) must turn into a 503 within seconds, not a
+    # request that waits forever.
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     session_store = RedisStore(
         redis, namespace=f"{settings.redis_namespace}:sessions", handle_client_shutdown=False
     )

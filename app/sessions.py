@@ -9,9 +9,12 @@ from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
 from litestar.types import Empty, Message, ScopeSession
 from litestar.utils.dataclass import extract_dataclass_items
+from redis.exceptions import RedisError
 
 ROTATE_KEY = "_rotate"
 RAW_KEY = "_session_raw"
+UNAVAILABLE_KEY = "_session_unavailable"
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 class RotatingSessionBackend(ServerSideSessionBackend):
@@ -20,6 +23,8 @@ class RotatingSessionBackend(ServerSideSessionBackend):
     async def store_in_message(
         self, scope_session: ScopeSession, message: Message, connection: ASGIConnection
     ) -> None:
+        if connection.scope.get(UNAVAILABLE_KEY):
+            return  # the store is away: leave the browser's cookie and the stored session alone
         store = self.config.get_store_from_app(connection.scope["app"])
         headers = MutableScopeHeaders.from_message(message)
         cookie_params = dict(
@@ -62,7 +67,15 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         session_id = connection.cookies.get(self.config.key)
         if session_id and session_id != "null":
             store = self.config.get_store_from_app(connection.scope["app"])
-            data = await self.get(session_id, store=store)
+            try:
+                data = await self.get(session_id, store=store)
+            except RedisError:
+                if connection.scope.get("method") not in SAFE_METHODS:
+                    raise  # an action: answered 503 "try again shortly", nothing changed
+                # A page: shown as to a guest (public pages still work); pages that need the
+                # patron answer 503 (app/routes/_deps.py); nothing is written back.
+                connection.scope[UNAVAILABLE_KEY] = True  # type: ignore[literal-required]
+                return {}
             if data is not None:
                 connection.scope[RAW_KEY] = data  # type: ignore[literal-required]
                 return self.deserialize_data(data)

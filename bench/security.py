@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_YET = (
-    "faults injected (Redis, SMTP, worker kills, SQLite busy)",
+    "faults: SMTP down for an hour, 20 worker SIGKILLs, SQLite busy (not yet counted here)",
     "200-patron load with invariants",
 )
 

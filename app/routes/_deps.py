@@ -7,12 +7,14 @@ from typing import Annotated
 
 from litestar import Request
 from litestar.datastructures import State
+from litestar.exceptions import ServiceUnavailableException
 from litestar.params import PathParameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.policy import Policy
 from app.routes._render import session_patron
 from app.services.accounts import SessionPatron
+from app.sessions import UNAVAILABLE_KEY
 
 
 class LoginRequired(Exception):
@@ -46,6 +48,8 @@ async def provide_db(request: Request, state: State) -> AsyncIterator[AsyncSessi
 def provide_patron(request: Request) -> SessionPatron:
     patron = session_patron(request)
     if patron is None:
+        if request.scope.get(UNAVAILABLE_KEY):
+            raise ServiceUnavailableException()  # the session store is away: not logged out
         raise LoginRequired()
     # Fukuoka, Kitakyushu, Fukushima: a temporary password must be changed before anything else.
     if patron.password_state == "temporary" and not request.route_handler.opt.get("temporary_ok"):

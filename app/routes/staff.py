@@ -10,7 +10,7 @@ from typing import Any
 from litestar import Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.exceptions import NotFoundException, PermissionDeniedException, ServiceUnavailableException
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,7 +22,7 @@ from app.routes._deps import RecordId
 from app.routes._render import redirect, render, wants_fragment
 from app.services import accounts, circulation
 from app.services.ratelimit import LOGIN_PER_CARD_AND_CLIENT, LOGIN_PER_CLIENT
-from app.sessions import ROTATE_KEY
+from app.sessions import ROTATE_KEY, UNAVAILABLE_KEY
 
 RESULT_TITLES = {
     "checked_out": N_("Checked out"),
@@ -51,6 +51,8 @@ def provide_staff(request: Request) -> StaffSession:
     if not data:
         if request.session.get("pid"):
             raise PermissionDeniedException("Staff only")  # a patron's session is not a staff log-in
+        if request.scope.get(UNAVAILABLE_KEY):
+            raise ServiceUnavailableException()  # the session store is away: not logged out
         raise StaffLoginRequired()
     return StaffSession(int(data["id"]), str(data["name"]), str(data["role"]), int(data["branch"]))
 
