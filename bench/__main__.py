@@ -1,4 +1,5 @@
-"""`python -m bench`: the page load benchmark; `python -m bench security`: the security checks."""
+"""`python -m bench`: pages under load; `python -m bench security`: the security checks;
+`python -m bench load`: simulated patrons on two web processes, then the invariants."""
 
 import sys
 
@@ -7,6 +8,10 @@ if __name__ == "__main__":
         from bench.security import main as security
 
         raise SystemExit(security(sys.argv[2:]))
+    if sys.argv[1:2] == ["load"]:
+        from bench.load import main as load
+
+        raise SystemExit(load(sys.argv[2:]))
     from bench.pages import main
 
     raise SystemExit(main())
