@@ -279,7 +279,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
     async def on_startup(app: Litestar) -> None:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, one_writer=True)
         read_engine = make_engine(settings.database_url, inline_reads=True) if settings.is_sqlite else engine
         app.state.engine, app.state.read_engine = engine, read_engine
         app.state.sessionmaker = make_sessionmaker(engine)
