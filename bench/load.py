@@ -167,32 +167,16 @@ async def _patron(
 
 
 def _invariants(url: str) -> dict[str, int]:
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
+    from app.integrity import broken
     from app.policy import load_policy
 
-    limit = load_policy("default").hold_limit
     engine = create_engine(url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg"), poolclass=NullPool)
-    checks = {
-        "loans without an item": (
-            "SELECT l.id FROM loans l LEFT JOIN items i ON i.id = l.item_id WHERE i.id IS NULL"
-        ),
-        "items on two open loans": (
-            "SELECT item_id FROM loans WHERE returned_on IS NULL GROUP BY item_id HAVING count(*) > 1"
-        ),
-        "items held for two patrons": (
-            "SELECT item_id FROM holds WHERE item_id IS NOT NULL AND status IN ('in_transit', 'ready') "
-            "GROUP BY item_id HAVING count(*) > 1"
-        ),
-        "patrons over the hold limit": (
-            "SELECT patron_id FROM holds WHERE status IN ('waiting', 'in_transit', 'ready') "
-            f"GROUP BY patron_id HAVING count(*) > {limit}"
-        ),
-    }
     try:
         with engine.connect() as connection:
-            return {name: len(connection.execute(text(sql)).all()) for name, sql in checks.items()}
+            return broken(connection, load_policy("default").hold_limit)
     finally:
         engine.dispose()
 
