@@ -77,13 +77,17 @@ def test_favourite_from_the_results_and_the_favourites_page(phone: Page) -> None
     log_in(page)
     page.goto("/search?q=こころ&lang=en")
     hit = page.locator("li.hit", has=page.get_by_role("link", name="こころ", exact=True))
-    hit.get_by_role("button", name="Favourite").click()
-    expect(hit.get_by_role("button", name="Remove from favourites")).to_be_visible()
+    # exact names: "Favourite" is also part of "Remove from favourites"; and each POST is awaited
+    # before navigating away, or the next page can be read before the toggle is written.
+    with page.expect_response(lambda r: "/favourites/" in r.url and r.request.method == "POST"):
+        hit.get_by_role("button", name="Favourite", exact=True).click()
+    expect(hit.get_by_role("button", name="Remove from favourites", exact=True)).to_be_visible()
     page.goto("/favourites?lang=en")
     expect(page.get_by_role("link", name="こころ", exact=True)).to_be_visible()
     page.goto("/search?q=こころ&lang=en")
-    hit.get_by_role("button", name="Remove from favourites").click()
-    expect(hit.get_by_role("button", name="Favourite")).to_be_visible()
+    with page.expect_response(lambda r: "/favourites/" in r.url and r.request.method == "POST"):
+        hit.get_by_role("button", name="Remove from favourites", exact=True).click()
+    expect(hit.get_by_role("button", name="Favourite", exact=True)).to_be_visible()
     page.goto("/favourites?lang=en")
     expect(page.get_by_role("link", name="こころ", exact=True)).to_have_count(0)
 
