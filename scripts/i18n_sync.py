@@ -4,24 +4,28 @@
 Then translate the new empty entries in app/locales/ja/LC_MESSAGES/messages.po.
 """
 
-import subprocess
-import sys
+import os
 from pathlib import Path
+
+from babel.messages.frontend import CommandLineInterface
 
 ROOT = Path(__file__).resolve().parent.parent
 POT = ROOT / "app/locales/messages.pot"
+KEYWORDS = ["-k", "N_", "-k", "_", "-k", "gettext", "-k", "ngettext:1,2"]
 
 
 def main() -> int:
-    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg",
-                    "-k", "N_", "-k", "_", "-k", "gettext", "-k", "ngettext:1,2", "--no-location",
-                    "--sort-output", "-o", str(POT), "."], check=True, cwd=ROOT)
+    os.chdir(ROOT)  # babel.cfg's patterns are relative to the project
+    babel = CommandLineInterface()
+    extract = ["extract", "-F", "babel.cfg", *KEYWORDS, "--no-location", "--sort-output", "-o", str(POT)]
+    babel.run(["pybabel", *extract, "."])
     for lang in ("ja", "en"):
         po = ROOT / f"app/locales/{lang}/LC_MESSAGES/messages.po"
-        cmd = "update" if po.exists() else "init"
-        subprocess.run([sys.executable, "-m", "babel.messages.frontend", cmd, "-i", str(POT), "-d",
-                        str(ROOT / "app/locales"), "-l", lang, "--no-wrap"] + (["--ignore-obsolete"] if cmd == "update" else []),
-                       check=True, cwd=ROOT)
+        update = po.exists()
+        args = ["-i", str(POT), "-d", str(ROOT / "app/locales"), "-l", lang, "--no-wrap"]
+        babel.run(
+            ["pybabel", "update" if update else "init", *args, *(["--ignore-obsolete"] if update else [])]
+        )
     return 0
 
 

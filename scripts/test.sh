@@ -5,8 +5,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh" --with-browser
 
 echo "==> ruff"
-ruff check app tests bench migrations
-ruff format --check app tests bench migrations
+ruff check app tests bench migrations scripts
+ruff format --check app tests bench migrations scripts
 echo "==> mypy (services)"
 mypy
 echo "==> unit and route tests on SQLite"
