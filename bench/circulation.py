@@ -34,7 +34,6 @@ import shutil
 import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.generate import insert_rows
+from bench.search import drop_postgres, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = dt.date(2026, 6, 10)  # fixed, so every run allocates and notices the same way
@@ -82,10 +82,7 @@ def make_database(directory: Path, name: str) -> tuple[str, str]:
     """A freshly migrated SQLite file (the app's own `migrate`); returns (url, path)."""
     path = directory / f"{name}.sqlite3"
     url = f"sqlite+aiosqlite:///{path}"
-    env = {**os.environ, "DATABASE_URL": url, "VAR_DIR": str(directory / f"var-{name}")}
-    subprocess.run(
-        [sys.executable, "-m", "app", "migrate"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL
-    )
+    migrate(url, directory / f"var-{name}")
     return url, str(path)
 
 
@@ -99,17 +96,11 @@ def to_postgres(sqlite_path: str, directory: Path, name: str) -> str:
     import psycopg
 
     from app.models import Base
-    from bench.search import POSTGRES_ADMIN_URL, _postgres_admin
+    from bench.search import fresh_postgres
 
-    database = f"bench_circ_{name.replace('-', '_')}_{os.getpid()}"
-    _postgres_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-    _postgres_admin(f"CREATE DATABASE {database}")
-    dsn = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
-    url = dsn.replace("postgresql://", "postgresql+asyncpg://")
-    env = {**os.environ, "DATABASE_URL": url, "VAR_DIR": str(directory / f"var-{name}-pg")}
-    subprocess.run(
-        [sys.executable, "-m", "app", "migrate"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL
-    )
+    url = fresh_postgres(f"bench_circ_{name.replace('-', '_')}")
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    migrate(url, directory / f"var-{name}-pg")
     source = sqlite3.connect(sqlite_path)
     tables = [t for t in Base.metadata.sorted_tables if t.name != "alembic_version"]
     try:
@@ -136,12 +127,6 @@ def to_postgres(sqlite_path: str, directory: Path, name: str) -> str:
     finally:
         source.close()
     return url
-
-
-def drop_postgres(url: str) -> None:
-    from bench.search import _postgres_admin
-
-    _postgres_admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
 
 
 @contextmanager

@@ -29,6 +29,8 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+from bench.search import drop_postgres, fresh_postgres
+
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "load-2026"
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
@@ -190,15 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="mylib-load-"))
     if args.database == "postgresql":
-        from bench.search import POSTGRES_ADMIN_URL, _postgres_admin
-
-        name = f"bench_load_{os.getpid()}"
-        _postgres_admin(f"CREATE DATABASE {name}")
-        url = (
-            POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-            + "/"
-            + name
-        )
+        url = fresh_postgres("bench_load")
     else:
         url = f"sqlite+aiosqlite:///{tmp / 'load.sqlite3'}"
     env = {
@@ -274,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"--- {log_file.name}\n" + text[max(start, 0) :][-3000:])
         shutil.rmtree(tmp, ignore_errors=True)
         if args.database == "postgresql":
-            _postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            drop_postgres(url)
 
     latencies = sorted(stats.latencies)
     p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan")

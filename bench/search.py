@@ -70,23 +70,37 @@ def _postgres_admin(statement: str) -> None:
         connection.execute(statement)  # type: ignore[arg-type]
 
 
-def make_database(directory: Path, size: int, backend: str = "sqlite") -> str:
-    """A freshly migrated SQLite file or PostgreSQL database, migrated through the app's CLI."""
-    if backend == "postgresql":
-        name = f"bench_search_{size}_{os.getpid()}"
-        _postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        _postgres_admin(f"CREATE DATABASE {name}")
-        url = (
-            POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-            + "/"
-            + name
-        )
-    else:
-        url = f"sqlite+aiosqlite:///{directory / f'search-{size}.sqlite3'}"
-    env = {**os.environ, "DATABASE_URL": url, "VAR_DIR": str(directory / f"var-{size}")}
+def fresh_postgres(name: str) -> str:
+    """An empty PostgreSQL database `<name>_<pid>` (dropped first if left over); its app URL."""
+    database = f"{name}_{os.getpid()}"
+    _postgres_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    _postgres_admin(f"CREATE DATABASE {database}")
+    return (
+        POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        + "/"
+        + database
+    )
+
+
+def drop_postgres(url: str) -> None:
+    _postgres_admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+def migrate(url: str, var_dir: Path) -> None:
+    """Migrate through the app's own CLI, as an operator would."""
+    env = {**os.environ, "DATABASE_URL": url, "VAR_DIR": str(var_dir)}
     subprocess.run(
         [sys.executable, "-m", "app", "migrate"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL
     )
+
+
+def make_database(directory: Path, size: int, backend: str = "sqlite") -> str:
+    """A freshly migrated SQLite file or PostgreSQL database."""
+    if backend == "postgresql":
+        url = fresh_postgres(f"bench_search_{size}")
+    else:
+        url = f"sqlite+aiosqlite:///{directory / f'search-{size}.sqlite3'}"
+    migrate(url, directory / f"var-{size}")
     return url
 
 
@@ -221,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.extend(asyncio.run(measure(url, size, args.queries, args.seed, backend)))
                 if not args.keep:
                     if backend == "postgresql":
-                        _postgres_admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+                        drop_postgres(url)
                     for leftover in directory.glob(f"search-{size}.sqlite3*"):
                         leftover.unlink()
     finally:

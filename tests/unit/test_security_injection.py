@@ -76,16 +76,7 @@ async def test_next_never_leaves_the_site(client: AsyncTestClient) -> None:
     for target in ("javascript:alert(1)", "//evil.example/", "https://evil.example/", "/\\evil.example"):
         page = await client.get("/login", params={"next": target})
         _assert_inert(page.text, f"log-in page with next={target}")
-        response = await client.post(
-            "/login",
-            data={
-                "_csrf_token": csrf_from(page.text),
-                "card_number": "100000017",
-                "password": "hanako-2026",
-                "next": target,
-            },
-            follow_redirects=False,
-        )
+        response = await login(client, next_path=target)
         assert response.status_code == 303 and response.headers["location"] == "/mylibrary", target
         await client.post("/logout", data={"_csrf_token": csrf_from((await client.get("/loans")).text)})
 
