@@ -101,7 +101,10 @@ async def _jobs_run(day: str, send: bool) -> int:
                 result = await deliver_pending(maker, settings, now=end_of_day, redis=redis)
             finally:
                 await redis.aclose()
-            print(f"Mail: sent {result['sent']}, not sent {result['not_sent']}.")
+            print(
+                f"Mail: sent {result['sent']}, not sent {result['not_sent']}, "
+                f"waiting for the mail server {result['waiting']}."
+            )
     finally:
         await engine.dispose()
     return 0

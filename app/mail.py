@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -74,9 +74,11 @@ def render(notice: Outgoing, settings: Settings) -> EmailMessage:
     message["From"] = settings.mail_from
     message["To"] = ", ".join(notice.recipients)
     message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
-    message["Message-ID"] = make_msgid(
-        idstring=f"notice-{notice.id}", domain=settings.mail_from.split("@")[-1]
-    )
+    # One Message-ID per notice, the same on every attempt: if a mail ever goes twice (a worker
+    # killed between the server's "250 OK" and its own commit), mail programs show it once. The
+    # creation time keeps it unique if the database is ever replaced and the ids start again.
+    made = f"{notice.created_at:%Y%m%d%H%M%S}." if notice.created_at else ""
+    message["Message-ID"] = f"<notice-{made}{notice.id}@{settings.mail_from.split('@')[-1]}>"
     message.set_content(_env().get_template("notice.txt").render(context))
     message.add_alternative(_env().get_template("notice.html").render(context), subtype="html")
     return message

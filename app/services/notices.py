@@ -88,6 +88,7 @@ class Outgoing:
     recipients: tuple[str, ...]
     payload: dict[str, object]
     attempts: int
+    created_at: dt.datetime | None = None  # with the id, makes the mail's Message-ID unique for good
 
 
 async def claim_batch(
@@ -197,6 +198,7 @@ async def claim_batch(
                 tuple(chosen),
                 json.loads(notice.payload or "{}"),
                 notice.attempts,
+                notice.created_at,
             )
         )
     return out
@@ -234,6 +236,37 @@ async def mark_failed_attempt(
         )
     )
     await session.commit()
+
+
+async def release(session: AsyncSession, notice_ids: Sequence[int], *, worker_id: str, error: str) -> None:
+    """Give back claims that were not tried because the mail server is away: due again at once, and
+    the claim's attempt is not counted (an hour-long outage must not use up a notice's attempts)."""
+    if notice_ids:
+        await session.execute(
+            update(Notice)
+            .where(Notice.id.in_(notice_ids), Notice.claimed_by == worker_id, Notice.status == "pending")
+            .values(
+                claimed_by=None,
+                claimed_until=None,
+                attempts=Notice.attempts - 1,
+                last_error=f"mail server unavailable: {error}"[:500],
+            )
+            .execution_options(synchronize_session=False)
+        )
+    await session.commit()
+
+
+async def due_count(session: AsyncSession, *, now: dt.datetime) -> int:
+    """How many notices are waiting to be sent now (for the mailer's report during an outage)."""
+    stamp = now.replace(tzinfo=None)
+    waiting = await session.scalar(
+        select(func.count()).where(
+            Notice.status == "pending",
+            or_(Notice.next_attempt_at.is_(None), Notice.next_attempt_at <= stamp),
+        )
+    )
+    await session.commit()
+    return int(waiting or 0)
 
 
 async def mark_undeliverable(session: AsyncSession, notice_id: int, reason: str, *, now: dt.datetime) -> None:

@@ -25,6 +25,25 @@ log = logging.getLogger("app.mailer")
 ALIVE_SECONDS = 60
 
 
+def server_away(error: Exception) -> bool:
+    """True when the mail server itself is unreachable or refusing everyone, not this one message.
+
+    Connection refused, timed out or dropped (every OSError, aiosmtplib's connect and timeout
+    errors included), "421 service not available", failed log-in or a missing STARTTLS: the
+    notice is not at fault, so the attempt does not count and the notice waits for the server.
+    """
+    if isinstance(error, OSError | aiosmtplib.SMTPAuthenticationError | aiosmtplib.SMTPNotSupported):
+        return True
+    return isinstance(error, aiosmtplib.SMTPResponseException) and error.code == 421
+
+
+def refused_for_good(error: Exception) -> bool:
+    """A 5xx answer about this message (unknown recipient, rejected content): retrying cannot help."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        return all(refusal.code >= 500 for refusal in error.recipients)
+    return isinstance(error, aiosmtplib.SMTPResponseException) and error.code >= 500
+
+
 def _alive_key(namespace: str, worker_id: str = "") -> str:
     return f"{namespace}:mailer:{worker_id}"
 
@@ -48,7 +67,7 @@ async def deliver_pending(  # type: ignore[no-untyped-def]
 ) -> dict[str, int]:
     """Send every notice that is due; safe to run in several workers at once and to run again."""
     worker_id = worker_id or f"run-{uuid.uuid4().hex[:12]}"
-    sent = failed = 0
+    sent = failed = deferred = 0
     async with maker() as session:
         # Library news staff asked to mail becomes one notice per subscriber here, in the worker.
         await news.fan_out(session, now or clock.now())
@@ -58,7 +77,8 @@ async def deliver_pending(  # type: ignore[no-untyped-def]
             batch = await notices.claim_batch(session, now=when, worker_id=worker_id, live_workers=live)
             if not batch:
                 break
-            for notice in batch:
+            away = False
+            for position, notice in enumerate(batch):
                 if not notice.recipients:
                     await notices.mark_undeliverable(
                         session, notice.id, "no confirmed email address", now=when
@@ -93,9 +113,22 @@ async def deliver_pending(  # type: ignore[no-untyped-def]
                 try:
                     await mail.send(mail.render(notice, settings), settings)
                 except (aiosmtplib.SMTPException, OSError) as error:
+                    if server_away(error):
+                        # The server is down, not this mail: give the rest of the batch back
+                        # uncounted and stop; the next run (every minute) tries again.
+                        rest = [n.id for n in batch[position:]]
+                        await notices.release(session, rest, worker_id=worker_id, error=str(error))
+                        deferred = await notices.due_count(session, now=when)
+                        log.warning("mail server unavailable, %s notices wait: %s", deferred, error)
+                        away = True
+                        break
                     log.warning("notice %s not sent (attempt %s): %s", notice.id, notice.attempts, error)
                     await notices.mark_failed_attempt(
-                        session, notice.id, str(error), attempts=notice.attempts, now=when
+                        session,
+                        notice.id,
+                        str(error),
+                        attempts=notices.MAX_ATTEMPTS if refused_for_good(error) else notice.attempts,
+                        now=when,
                     )
                     failed += 1
                     continue
@@ -103,9 +136,11 @@ async def deliver_pending(  # type: ignore[no-untyped-def]
                 sent += 1
                 if redis is not None:
                     await redis.expire(_alive_key(settings.redis_namespace, worker_id), ALIVE_SECONDS)
+            if away:
+                break
     if redis is not None:
         await redis.delete(_alive_key(settings.redis_namespace, worker_id))
-    return {"sent": sent, "not_sent": failed}
+    return {"sent": sent, "not_sent": failed, "waiting": deferred}
 
 
 async def send_notices(ctx: dict[str, Any]) -> dict[str, int]:

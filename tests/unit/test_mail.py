@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -61,10 +62,11 @@ async def test_pickup_mail_goes_the_next_morning_once(
     maker = make_sessionmaker(make_engine(database_url))
     await _return_ginga(db)
     friday_evening = dt.datetime(2026, 11, 20, 20, 0)
-    assert await deliver_pending(maker, settings, now=friday_evening) == {"sent": 0, "not_sent": 0}
+    nothing = {"sent": 0, "not_sent": 0, "waiting": 0}
+    assert await deliver_pending(maker, settings, now=friday_evening) == nothing
     saturday = dt.datetime(2026, 11, 21, 8, 30)
-    assert await deliver_pending(maker, settings, now=saturday) == {"sent": 1, "not_sent": 0}
-    assert await deliver_pending(maker, settings, now=saturday) == {"sent": 0, "not_sent": 0}  # never twice
+    assert await deliver_pending(maker, settings, now=saturday) == {"sent": 1, "not_sent": 0, "waiting": 0}
+    assert await deliver_pending(maker, settings, now=saturday) == nothing  # never twice
     ((recipients, message),) = inbox.messages
     assert recipients == ["sato@example.jp"]
     assert message["Subject"] == "【市立図書館】予約資料のご用意ができました"  # Sato reads Japanese
@@ -102,31 +104,68 @@ async def test_smtp_down_keeps_the_mail_pending_then_sends_it(
     maker = make_sessionmaker(make_engine(database_url))
     down = _settings(database_url, namespace, tmp_path, free_port())  # nothing listens there
     saturday = dt.datetime(2026, 11, 21, 9)
-    assert await deliver_pending(maker, down, now=saturday) == {"sent": 0, "not_sent": 1}
+    assert await deliver_pending(maker, down, now=saturday) == {"sent": 0, "not_sent": 0, "waiting": 1}
     notice = await db.scalar(
         select(Notice).where(Notice.type == "pickup_ready").execution_options(populate_existing=True)
     )
-    assert notice is not None and notice.status == "pending" and notice.attempts == 1 and notice.last_error
+    # The server was away, not the mail at fault: the attempt is not counted, the reason is kept.
+    assert notice is not None and notice.status == "pending" and notice.attempts == 0
+    assert notice.last_error and notice.last_error.startswith("mail server unavailable")
     up = _settings(database_url, namespace, tmp_path, controller.port)
-    assert await deliver_pending(maker, up, now=saturday) == {"sent": 0, "not_sent": 0}  # backing off
-    assert await deliver_pending(maker, up, now=saturday + dt.timedelta(minutes=2)) == {
-        "sent": 1,
-        "not_sent": 0,
-    }
+    assert await deliver_pending(maker, up, now=saturday) == {"sent": 1, "not_sent": 0, "waiting": 0}
     assert len(inbox.messages) == 1
 
 
-async def test_repeated_failures_end_as_failed(
+class RefusingInbox:
+    """A mail server that is up but refuses the recipient with `answer` (450: try later; 550: never)."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.refused = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        self.refused += 1
+        return self.answer
+
+
+async def _refused(
+    answer: str, db: AsyncSession, database_url: str, namespace: str, tmp_path: Path
+) -> tuple[list[str], int]:
+    """Run the mailer hourly against a server giving `answer`; the notice's statuses and the tries."""
+    await _return_ginga(db)
+    handler = RefusingInbox(answer)
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        maker = make_sessionmaker(make_engine(database_url))
+        refusing = _settings(database_url, namespace, tmp_path, controller.port)
+        when, statuses = dt.datetime(2026, 11, 21, 9), []
+        for _ in range(notices.MAX_ATTEMPTS + 1):
+            await deliver_pending(maker, refusing, now=when)
+            when += dt.timedelta(hours=1)
+            statuses.append(
+                await db.scalar(select(Notice.status).execution_options(populate_existing=True)) or ""
+            )
+    finally:
+        controller.stop()
+    return statuses, handler.refused
+
+
+async def test_a_recipient_refused_for_now_is_tried_five_times_then_failed(
     db: AsyncSession, database_url: str, namespace: str, tmp_path: Path
 ) -> None:
-    await _return_ginga(db)
-    maker = make_sessionmaker(make_engine(database_url))
-    down = _settings(database_url, namespace, tmp_path, free_port())
-    when = dt.datetime(2026, 11, 21, 9)
-    for _ in range(notices.MAX_ATTEMPTS):
-        await deliver_pending(maker, down, now=when)
-        when += dt.timedelta(hours=1)
-    assert (await db.scalar(select(Notice.status).execution_options(populate_existing=True))) == "failed"
+    statuses, tries = await _refused("450 Mailbox busy", db, database_url, namespace, tmp_path)
+    assert statuses == ["pending"] * (notices.MAX_ATTEMPTS - 1) + ["failed", "failed"]
+    assert tries == notices.MAX_ATTEMPTS
+
+
+async def test_a_recipient_refused_for_good_fails_at_once(
+    db: AsyncSession, database_url: str, namespace: str, tmp_path: Path
+) -> None:
+    statuses, tries = await _refused("550 No such user", db, database_url, namespace, tmp_path)
+    assert statuses == ["failed"] * (notices.MAX_ATTEMPTS + 1) and tries == 1
+    error = await db.scalar(select(Notice.last_error).execution_options(populate_existing=True))
+    assert error and "550" in error
 
 
 async def test_no_confirmed_address_is_marked_not_sent(
@@ -148,7 +187,7 @@ async def test_no_confirmed_address_is_marked_not_sent(
     result = await deliver_pending(
         maker, _settings(database_url, namespace, tmp_path, controller.port), now=dt.datetime(2026, 11, 2)
     )
-    assert result == {"sent": 0, "not_sent": 1} and not inbox.messages
+    assert result == {"sent": 0, "not_sent": 1, "waiting": 0} and not inbox.messages
 
 
 async def test_dedup_key_makes_deciding_twice_harmless(db: AsyncSession) -> None:

@@ -1,27 +1,35 @@
-"""Redis going away during requests: pages still render, actions say "try again shortly", nothing is
-half-written, and everything works again when Redis is back.
+"""Faults. Redis going away during requests: pages still render, actions say "try again shortly",
+nothing is half-written, and everything works again when Redis is back. The mail server away for an
+hour: every mail waits, then goes once.
 
 Uses its own redis-server on a free port (the shared one is never touched).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from email import message_from_bytes
+from email import policy as email_policy
 from pathlib import Path
 
 import pytest
 import redis
+from aiosmtpd.controller import Controller
 from litestar.testing import AsyncTestClient
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import clock
+from app.db import make_engine, make_sessionmaker
 from app.main import create_app
-from app.models import Loan, Patron
+from app.models import Loan, Notice, Patron
+from app.tasks.mailer import deliver_pending
 from tests.support import free_port
 from tests.unit.conftest import csrf_from, login, make_settings
 from tests.unit.test_security_matrix import SECURITY_FIGURES
@@ -147,3 +155,82 @@ async def test_redis_away_then_back(
         private_redis.resume()
         assert (await client.get("/mylibrary")).status_code == 200
     SECURITY_FIGURES["faults injected: Redis refused, restarted, hung (503, nothing written)"] = faults
+
+
+class FlakyInbox:
+    """A real SMTP server whose answer to MAIL FROM the test sets: "250" (up) or "421" (closing)."""
+
+    def __init__(self) -> None:
+        self.message_ids: list[str] = []
+        self.accept_until = 10**9  # answer 421 once this many mails have arrived
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # type: ignore[no-untyped-def]
+        if len(self.message_ids) >= self.accept_until:
+            return "421 Service not available, closing transmission channel"
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        message = message_from_bytes(envelope.content, policy=email_policy.default)
+        self.message_ids.append(str(message["Message-ID"]))
+        return "250 OK"
+
+
+async def test_smtp_down_for_an_hour_then_every_mail_once(
+    database_url: str, namespace: str, tmp_path: Path, db: AsyncSession
+) -> None:
+    total = 120
+    hanako = await db.scalar(select(Patron.id).where(Patron.card_number == "100000017"))
+    await db.execute(
+        insert(Notice),
+        [
+            {
+                "type": "card_expiry",
+                "patron_id": hanako,
+                "dedup_key": f"outage:{n}",
+                "payload": '{"expires_on": "2030-01-01"}',
+                "next_attempt_at": dt.datetime(2020, 1, 1),
+            }
+            for n in range(total)
+        ],
+    )
+    await db.commit()
+    port = free_port()
+    settings = make_settings(database_url, namespace, tmp_path, SMTP_HOST="127.0.0.1", SMTP_PORT=str(port))
+    maker = make_sessionmaker(make_engine(database_url))
+
+    async def states() -> dict[str, int]:
+        await db.rollback()
+        rows = await db.execute(
+            select(Notice.status, func.count(), func.max(Notice.attempts))
+            .where(Notice.dedup_key.like("outage:%"))
+            .group_by(Notice.status)
+        )
+        return {f"{status} max attempts {most}": count for status, count, most in rows}
+
+    # An hour with nothing listening on the mail port: the worker's minute job runs 60 times.
+    when = dt.datetime(2026, 11, 21, 9, 0, tzinfo=clock.TZ)
+    for _ in range(60):
+        result = await deliver_pending(maker, settings, now=when)
+        assert result["sent"] == 0 and result["not_sent"] == 0 and result["waiting"] > 0
+        when += dt.timedelta(minutes=1)
+    assert await states() == {"pending max attempts 0": total}  # nothing failed, no attempt used up
+    # The server comes back, takes 30 mails, then says "421 closing" (a restart): the 30 are sent,
+    # the rest wait again, still uncounted.
+    inbox = FlakyInbox()
+    inbox.accept_until = 30
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        result = await deliver_pending(maker, settings, now=when)
+        assert result == {"sent": 30, "not_sent": 0, "waiting": total - 30}
+        assert await states() == {"sent max attempts 1": 30, "pending max attempts 0": total - 30}
+        inbox.accept_until = 10**9  # up for good
+        when += dt.timedelta(minutes=1)
+        assert (await deliver_pending(maker, settings, now=when))["sent"] == total - 30
+        assert (await deliver_pending(maker, settings, now=when + dt.timedelta(minutes=1)))["sent"] == 0
+    finally:
+        controller.stop()
+    assert await states() == {"sent max attempts 1": total}
+    assert len(inbox.message_ids) == total and len(set(inbox.message_ids)) == total  # none lost, none twice
+    SECURITY_FIGURES["mails through a simulated hour of SMTP outage and a 421 (lost 0, sent twice 0)"] = total
