@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, make_url
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -19,8 +20,14 @@ def dialect_insert(session: AsyncSession) -> Callable[..., Any]:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
-def make_engine(url: str, *, inline_reads: bool = False, one_writer: bool = False) -> AsyncEngine:
+def make_engine(
+    url: str, *, inline_reads: bool = False, one_writer: bool = False, lock_timeout: float = 15.0
+) -> AsyncEngine:
     """An engine with the pragmas SQLite needs for a web app (WAL, foreign keys, busy wait).
+
+    lock_timeout: how long a statement waits for a lock another connection holds (SQLite's busy
+    wait, retried by the driver; PostgreSQL's lock_timeout) before it fails with an error that
+    `is_busy` recognises and the web app answers with 503 "try again", never a 500.
 
     inline_reads: on SQLite, run statements on the event loop (app/sqlite_inline.py); only for
     read-only work, which in WAL mode never waits for a lock. Ignored on other databases.
@@ -37,10 +44,10 @@ def make_engine(url: str, *, inline_reads: bool = False, one_writer: bool = Fals
             engine = create_async_engine(url, async_creator=inline_creator(path))
         elif one_writer:
             engine = create_async_engine(
-                url, connect_args={"timeout": 15}, pool_size=1, max_overflow=0, pool_timeout=60
+                url, connect_args={"timeout": lock_timeout}, pool_size=1, max_overflow=0, pool_timeout=60
             )
         else:
-            engine = create_async_engine(url, connect_args={"timeout": 15})
+            engine = create_async_engine(url, connect_args={"timeout": lock_timeout})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -51,7 +58,29 @@ def make_engine(url: str, *, inline_reads: bool = False, one_writer: bool = Fals
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"lock_timeout": str(int(lock_timeout * 1000))}},
+    )
+
+
+def is_busy(error: BaseException) -> bool:
+    """A database error that means "locked by someone else for too long", worth trying again.
+
+    SQLite: "database is locked" after the busy wait. PostgreSQL: lock_timeout (55P03) or a
+    deadlock (40P01). SQLAlchemy's pool: no connection free in time.
+    """
+    if isinstance(error, sa_exc.TimeoutError):
+        return True
+    if not isinstance(error, sa_exc.DBAPIError):
+        return False
+    if "database is locked" in str(error.orig) or "database table is locked" in str(error.orig):
+        return True
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return code in ("55P03", "40P01")
 
 
 def make_sessionmaker(

@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import i18n, reads
-from app.db import make_engine, make_sessionmaker
+from app.db import is_busy, make_engine, make_sessionmaker
 from app.policy import get_policy
 from app.routes import ROUTES
 from app.routes._deps import (
@@ -244,6 +244,11 @@ def _error_page(request: Request, exc: Exception) -> Response:
         # change nothing (the database work of a request runs after its rate-limit check).
         log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
         status = 503
+    elif is_busy(exc):
+        # The database stayed locked past DB_LOCK_TIMEOUT (the driver kept retrying until then):
+        # the transaction was rolled back, so nothing changed; the patron is asked to try again.
+        log.warning("database busy on %s %s: %s", request.method, request.url.path, exc)
+        status = 503
     if status == 500:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     if status not in ERROR_TITLES:
@@ -279,7 +284,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
     async def on_startup(app: Litestar) -> None:
-        engine = make_engine(settings.database_url, one_writer=True)
+        engine = make_engine(settings.database_url, one_writer=True, lock_timeout=settings.db_lock_timeout)
         read_engine = make_engine(settings.database_url, inline_reads=True) if settings.is_sqlite else engine
         app.state.engine, app.state.read_engine = engine, read_engine
         app.state.sessionmaker = make_sessionmaker(engine)

@@ -31,6 +31,7 @@ class Settings:
     library_policy: str
     var_dir: Path
     base_url: str
+    db_lock_timeout: float = 10.0  # seconds a write waits for a lock before the request gets a 503
 
     @property
     def production(self) -> bool:
@@ -74,6 +75,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         smtp_port = int(env_map.get("SMTP_PORT", "1025"))
     except ValueError as exc:
         raise SettingsError("SMTP_PORT must be a number.") from exc
+    try:
+        db_lock_timeout = float(env_map.get("DB_LOCK_TIMEOUT", "10"))
+    except ValueError as exc:
+        raise SettingsError("DB_LOCK_TIMEOUT must be a number of seconds, such as 10.") from exc
+    if not 0 < db_lock_timeout <= 600:
+        raise SettingsError("DB_LOCK_TIMEOUT must be more than 0 and at most 600 seconds.")
     smtp_tls = env_map.get("SMTP_TLS", "none")
     if smtp_tls not in ("none", "starttls", "tls"):
         raise SettingsError("SMTP_TLS must be none, starttls or tls.")
@@ -96,6 +103,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         library_policy=env_map.get("LIBRARY_POLICY", "default"),
         var_dir=var_dir,
         base_url=env_map.get("BASE_URL", "http://127.0.0.1:8000"),
+        db_lock_timeout=db_lock_timeout,
     )
 
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from email import message_from_bytes
@@ -22,7 +23,7 @@ import pytest
 import redis
 from aiosmtpd.controller import Controller
 from litestar.testing import AsyncTestClient
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -30,7 +31,7 @@ from app.db import make_engine, make_sessionmaker
 from app.main import create_app
 from app.models import Loan, Notice, Patron
 from app.tasks.mailer import deliver_pending
-from tests.support import free_port
+from tests.support import free_port, sync_engine
 from tests.unit.conftest import csrf_from, login, make_settings
 from tests.unit.test_security_matrix import SECURITY_FIGURES
 
@@ -234,3 +235,70 @@ async def test_smtp_down_for_an_hour_then_every_mail_once(
     assert await states() == {"sent max attempts 1": total}
     assert len(inbox.message_ids) == total and len(set(inbox.message_ids)) == total  # none lost, none twice
     SECURITY_FIGURES["mails through a simulated hour of SMTP outage and a 421 (lost 0, sent twice 0)"] = total
+
+
+class LockHolder:
+    """Another connection holding the write lock on Hanako's loan (SQLite: the database's one write
+    lock; PostgreSQL: the loan row, FOR UPDATE) for `seconds`, from a thread."""
+
+    def __init__(self, database_url: str, loan_id: int) -> None:
+        self.database_url, self.loan_id = database_url, loan_id
+        self.locked = threading.Event()
+
+    def hold(self, seconds: float) -> threading.Thread:
+        def run() -> None:
+            engine = sync_engine(self.database_url)
+            with engine.connect() as con:
+                if engine.dialect.name == "sqlite":
+                    con.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    con.execute(text("SELECT id FROM loans WHERE id = :id FOR UPDATE"), {"id": self.loan_id})
+                self.locked.set()
+                time.sleep(seconds)
+                con.rollback()
+            engine.dispose()
+            self.locked.clear()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        assert self.locked.wait(10)
+        return thread
+
+
+async def test_database_locked_waits_then_answers_503_and_changes_nothing(
+    database_url: str, namespace: str, tmp_path: Path, db: AsyncSession
+) -> None:
+    app = create_app(make_settings(database_url, namespace, tmp_path, DB_LOCK_TIMEOUT="1"))
+    async with AsyncTestClient(app=app, base_url="http://testserver.local") as client:
+        assert (await login(client)).status_code == 303
+        page = await client.get("/loans?lang=en")
+        token = csrf_from(page.text)
+        loan_id = int(page.text.split('action="/loans/', 1)[1].split("/", 1)[0])
+        before = await _renewals(db)
+        holder = LockHolder(database_url, loan_id)
+        # Locked for longer than DB_LOCK_TIMEOUT: the driver retries for a second, then the patron is
+        # told to try again (503, Retry-After), plainly and to htmx, and nothing is written.
+        for headers in ({}, {"HX-Request": "true"}):
+            thread = holder.hold(4)
+            started = time.monotonic()
+            response = await client.post(
+                f"/loans/{loan_id}/renew",
+                data={"_csrf_token": token},
+                headers=headers,
+                follow_redirects=False,
+            )
+            waited = time.monotonic() - started
+            thread.join()
+            assert response.status_code == 503, response.text[:300]
+            assert "try again" in response.text and response.headers["retry-after"] == "30"
+            assert 0.8 < waited < 3.5, waited
+            assert await _renewals(db) == before
+        # Locked briefly (less than the timeout): the request waits for it and succeeds.
+        thread = holder.hold(0.4)
+        response = await client.post(
+            f"/loans/{loan_id}/renew", data={"_csrf_token": token}, follow_redirects=False
+        )
+        thread.join()
+        assert response.status_code == 303
+        assert dict(await _renewals(db))[loan_id] == dict(before)[loan_id] + 1
+    SECURITY_FIGURES["database locks: waited out, and past the timeout 503 (nothing written)"] = 3
