@@ -55,10 +55,19 @@ async def apply(
         confirm=str(form.get("confirm_password", ""))[:200],
         lang=get_language(),
     )
+    status = 400
     try:
-        await selfreg.apply(db, application, policy=policy, today=clock.today())
+        await selfreg.apply(
+            db,
+            application,
+            policy=policy,
+            today=clock.today(),
+            limiter=request.app.state.limiter,
+            client=request.client.host if request.client else "unknown",
+        )
     except selfreg.RegistrationRefused as problem:
         error = _msg(selfreg.MESSAGES, problem.reason)
+        status = 429 if problem.reason == "rate_limited" else 400
     except IdentityRefused as problem:
         error = _msg(IDENTITY_MESSAGES, problem.reason)
     except EmailRefused as problem:
@@ -69,7 +78,7 @@ async def apply(
         await kick_mailer(request.app.state.arq, request.app.state.settings.redis_namespace)
         return redirect(request.app.route_reverse("register:sent"))
     await db.rollback()
-    return render(request, "register/form.html", status_code=400, error=error, values=values)
+    return render(request, "register/form.html", status_code=status, error=error, values=values)
 
 
 @get("/register/sent", name="register:sent")

@@ -27,6 +27,7 @@ from app.models import Email, Patron, Registration, RegistrationDocument
 from app.policy import Policy
 from app.services import notices, passwords
 from app.services.emails import EmailRefused, check_address
+from app.services.ratelimit import Limit, RateLimiter
 from app.services.registration import IdentityRefused, normalize_kana, parse_birth
 
 MAX_FILES = 2
@@ -35,6 +36,9 @@ MAX_PIXELS = 40_000_000
 FORMATS = {"GIF": "image/gif", "JPEG": "image/jpeg", "PNG": "image/png"}
 ELIGIBILITY = ("live", "work", "study")
 TOKEN_HOURS = 24
+# Applications (and repeats of one) a client may send in an hour: each one mails a link, so without
+# a limit the form would mail anyone's address on an attacker's behalf.
+APPLY_PER_CLIENT = Limit("register-client", 10, 60 * 60)
 
 MESSAGES = {
     "eligibility": N_("Please say whether you live, work or study in the city."),
@@ -52,7 +56,7 @@ MESSAGES = {
     "token_expired": N_("This confirmation link has expired. Please apply again."),
     "not_reviewable": N_("This application has already been reviewed."),
     "reason": N_("Please give a reason for the rejection."),
-    "already_applied": N_("We already have this application. Please open the link we mailed you."),
+    "rate_limited": N_("Too many applications from this connection. Please try again in an hour."),
 }
 
 
@@ -81,8 +85,19 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def apply(session: AsyncSession, form: Application, *, policy: Policy, today: dt.date) -> int:
-    """Check every field (the first mistake is named), keep the application, decide the link mail."""
+async def apply(
+    session: AsyncSession,
+    form: Application,
+    *,
+    policy: Policy,
+    today: dt.date,
+    limiter: RateLimiter | None = None,
+    client: str = "",
+) -> int:
+    """Check every field (the first mistake is named), keep the application, decide the link mail.
+
+    Posting the same application again keeps one application and answers as if it were new.
+    """
     if form.eligibility not in ELIGIBILITY:
         raise RegistrationRefused("eligibility")
     name = " ".join(unicodedata.normalize("NFC", form.name).split())
@@ -104,14 +119,36 @@ async def apply(session: AsyncSession, form: Application, *, policy: Policy, tod
             "length", min=policy.password_min_length, max=policy.password_max_length
         )
     passwords.check_password_rules(policy, form.password)
-    if await session.scalar(
-        select(Registration.id).where(
-            Registration.email == email,
-            Registration.birth_date == birth,
-            Registration.status.in_(("email_pending", "documents", "submitted")),
+    if limiter is not None:
+        if await limiter.exceeded(APPLY_PER_CLIENT, client):
+            raise RegistrationRefused("rate_limited")
+        await limiter.hit(APPLY_PER_CLIENT, client)
+    # Hashed before the look for an earlier application, so a repeat takes as long as a new one.
+    password_hash = await passwords.hash_password(form.password)
+    earlier = (
+        await session.execute(
+            select(Registration.id, Registration.status).where(
+                Registration.email == email,
+                Registration.birth_date == birth,
+                Registration.status.in_(("email_pending", "documents", "submitted")),
+            )
         )
-    ):
-        raise RegistrationRefused("already_applied")  # the same form posted twice
+    ).first()
+    if earlier is not None:
+        # The same application again (a double click, or the mail was lost): one application, and
+        # the same answer as a new one, so the form never tells whether someone has applied. Still
+        # waiting for its link: the link is mailed again (at most once a day).
+        if earlier.status == "email_pending":
+            await notices.queue(
+                session,
+                type="registration_confirm",
+                patron_id=None,
+                registration_id=earlier.id,
+                dedup_key=f"registration_confirm:{earlier.id}:again:{today.isoformat()}",
+                payload={"registration_id": earlier.id},
+            )
+        await session.commit()
+        return int(earlier.id)
     duplicate = await _duplicate_note(session, name, kana, birth, phone)
     registration = Registration(
         eligibility=form.eligibility,
@@ -122,7 +159,7 @@ async def apply(session: AsyncSession, form: Application, *, policy: Policy, tod
         phone=phone,
         email=email,
         lang=form.lang,
-        password_hash=await passwords.hash_password(form.password),
+        password_hash=password_hash,
         duplicate_note=duplicate,
     )
     session.add(registration)

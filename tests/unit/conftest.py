@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -32,6 +37,8 @@ from tests.support import (
     require_postgres,
     require_redis,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -154,3 +161,57 @@ def smtp():  # type: ignore[no-untyped-def]
     controller.start()
     yield controller, inbox
     controller.stop()
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1)
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"the server did not start:\n{log.read_text()}") from None
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def cluster(database_url: str, tmp_path: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """Two `python -m app serve` processes sharing one database, one Redis namespace and one secret."""
+    namespace = new_namespace()
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "REDIS_NAMESPACE": namespace,
+        "SECRET_KEY": "s" * 48,
+        "VAR_DIR": str(tmp_path / "var"),
+    }
+    processes, urls = [], []
+    try:
+        for n in range(2):
+            port = free_port()
+            log = tmp_path / f"web{n}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "app", "serve", "--port", str(port)],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            processes.append(process)
+            urls.append(f"http://127.0.0.1:{port}")
+            _wait_for(urls[-1], process, log)
+        yield urls, env
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        clear_namespace(namespace)

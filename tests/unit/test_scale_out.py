@@ -8,24 +8,20 @@ mail once. Runs on the suite's backend (TEST_DATABASE): one SQLite file, or one 
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import httpx
-import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
-from tests.support import REDIS_URL, clear_namespace, free_port, new_namespace, sync_engine
+from tests.support import free_port, sync_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
@@ -47,60 +43,6 @@ class CountingInbox:
         return "250 OK"
 
 
-def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1)
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"the server did not start:\n{log.read_text()}") from None
-            time.sleep(0.2)
-
-
-@pytest.fixture
-def cluster(database_url: str, tmp_path: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
-    """Two `python -m app serve` processes sharing one database, one Redis namespace and one secret."""
-    namespace = new_namespace()
-    env = {
-        **os.environ,
-        "APP_ENV": "test",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": REDIS_URL,
-        "REDIS_NAMESPACE": namespace,
-        "SECRET_KEY": "s" * 48,
-        "VAR_DIR": str(tmp_path / "var"),
-    }
-    processes, urls = [], []
-    try:
-        for n in range(2):
-            port = free_port()
-            log = tmp_path / f"web{n}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "app", "serve", "--port", str(port)],
-                    env=env,
-                    cwd=ROOT,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            processes.append(process)
-            urls.append(f"http://127.0.0.1:{port}")
-            _wait_for(urls[-1], process, log)
-        yield urls, env
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        clear_namespace(namespace)
-
-
 def _csrf(client: httpx.Client, url: str) -> str:
     match = CSRF.search(client.get(url).text)
     assert match, url
@@ -117,7 +59,7 @@ def _log_in(client: httpx.Client, form_from: str, post_to: str, card: str, passw
 
 def test_two_web_processes_and_two_workers_share_everything(
     cluster: tuple[list[str], dict[str, str]], database_url: str
-) -> None:
+) -> None:  # `cluster`: two `python -m app serve` processes (tests/unit/conftest.py)
     (a, b), env = cluster
     engine = sync_engine(database_url)
     # Sessions and CSRF: the log-in form comes from A, the log-in goes to B, the pages to A again.

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import make_engine, make_sessionmaker
-from app.models import Patron, Registration, RegistrationDocument
+from app.models import Notice, Patron, Registration, RegistrationDocument
 from app.services import selfreg
 from app.tasks.mailer import deliver_pending
 from tests.unit.conftest import csrf_from, login, make_settings
@@ -329,16 +329,33 @@ async def test_documents_kept_for_the_policy_days_then_purged(db: AsyncSession, 
     assert list(uploads.iterdir()) == [] and await db.scalar(select(RegistrationDocument.id)) is None
 
 
-async def test_the_same_form_posted_twice_is_one_application(
+async def test_the_same_form_posted_twice_is_one_application_and_the_same_answer(
     client: AsyncTestClient, db: AsyncSession
 ) -> None:
     page = await client.get("/register?lang=en")
     csrf = csrf_from(page.text)
     first = await client.post("/register", data={"_csrf_token": csrf, **FORM}, follow_redirects=False)
-    second = await client.post("/register", data={"_csrf_token": csrf, **FORM})
-    assert (
-        first.status_code == 303
-        and second.status_code == 400
-        and "already have this application" in second.text
-    )
+    second = await client.post("/register", data={"_csrf_token": csrf, **FORM}, follow_redirects=False)
+    # The form never tells whether someone with these details has applied: the same redirect.
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]
     assert len((await db.scalars(select(Registration.id))).all()) == 1
+    # The link is mailed again for the waiting application (once a day, however often it is posted).
+    third = await client.post("/register", data={"_csrf_token": csrf, **FORM}, follow_redirects=False)
+    assert third.status_code == 303
+    links = (
+        await db.scalars(select(Notice.dedup_key).where(Notice.type == "registration_confirm"))
+    ).all()
+    assert len(links) == 2
+
+
+async def test_applications_are_rate_limited_per_client(client: AsyncTestClient, db: AsyncSession) -> None:
+    csrf = csrf_from((await client.get("/register?lang=en")).text)
+    answers = []
+    for n in range(selfreg.APPLY_PER_CLIENT.attempts + 1):
+        form = {**FORM, "email": f"applicant{n}@example.jp"}
+        response = await client.post("/register", data={"_csrf_token": csrf, **form}, follow_redirects=False)
+        answers.append(response.status_code)
+    assert answers == [303] * selfreg.APPLY_PER_CLIENT.attempts + [429]
+    assert "Too many applications" in response.text
+    assert len((await db.scalars(select(Registration.id))).all()) == selfreg.APPLY_PER_CLIENT.attempts
