@@ -146,6 +146,10 @@ def serve(host: str, port: int, workers: int, server: str = "uvicorn") -> None:
         proxy_headers=True,
         server_header=False,
         date_header=True,
+        # Idle keep-alive connections stay open 30 s (uvicorn's default is 5 s): a client that
+        # reuses one just as the server gives up on it sees its request cut off, and under load,
+        # when the loop runs late, a 5 s window made that happen (seen in `python -m bench load`).
+        timeout_keep_alive=30,
         log_level="warning" if quiet else "info",
         access_log=settings.app_env == "development",
     )

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from app.sqlite_inline import inline_creator
+from app.sqlite_inline import inline_creator, inline_writer_creator
 
 
 def dialect_insert(session: AsyncSession) -> Callable[..., Any]:
@@ -21,7 +21,7 @@ def dialect_insert(session: AsyncSession) -> Callable[..., Any]:
 
 
 def make_engine(
-    url: str, *, inline_reads: bool = False, one_writer: bool = False, lock_timeout: float = 15.0
+    url: str, *, inline_reads: bool = False, inline_writes: bool = False, lock_timeout: float = 15.0
 ) -> AsyncEngine:
     """An engine with the pragmas SQLite needs for a web app (WAL, foreign keys, busy wait).
 
@@ -32,19 +32,19 @@ def make_engine(
     inline_reads: on SQLite, run statements on the event loop (app/sqlite_inline.py); only for
     read-only work, which in WAL mode never waits for a lock. Ignored on other databases.
 
-    one_writer: on SQLite, a pool of one connection, so a web process's writing requests take
-    turns in the pool's queue (holding nothing) instead of each holding a connection while it waits
-    for SQLite's single write lock. Measured with `python -m bench load` (200 patrons, 2 processes):
-    with the default pool (5 + 10) the waiters used up the pool and requests failed after its 30 s
-    timeout. Ignored on other databases, where writers do run side by side.
+    inline_writes: on SQLite, the web process's writing connections run inline too and take the
+    write lock with BEGIN IMMEDIATE just before a transaction's first change, waiting for it
+    without blocking the loop (app/sqlite_inline.py), so the lock is held only for the SQLite work.
+    Ignored on other databases, where writers do run side by side.
     """
     if url.startswith("sqlite"):
         if inline_reads:
             path = make_url(url).database or ":memory:"
             engine = create_async_engine(url, async_creator=inline_creator(path))
-        elif one_writer:
+        elif inline_writes:
+            path = make_url(url).database or ":memory:"
             engine = create_async_engine(
-                url, connect_args={"timeout": lock_timeout}, pool_size=1, max_overflow=0, pool_timeout=60
+                url, async_creator=inline_writer_creator(path, lock_timeout), pool_timeout=60
             )
         else:
             engine = create_async_engine(url, connect_args={"timeout": lock_timeout})

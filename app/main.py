@@ -284,7 +284,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
     async def on_startup(app: Litestar) -> None:
-        engine = make_engine(settings.database_url, one_writer=True, lock_timeout=settings.db_lock_timeout)
+        engine = make_engine(settings.database_url, inline_writes=True, lock_timeout=settings.db_lock_timeout)
         read_engine = make_engine(settings.database_url, inline_reads=True) if settings.is_sqlite else engine
         app.state.engine, app.state.read_engine = engine, read_engine
         app.state.sessionmaker = make_sessionmaker(engine)
