@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import subprocess
 import sys
+from email import message_from_bytes
+from email import policy as email_policy
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select, text, update
+from redis.asyncio import Redis
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import clock
 from app.db import make_engine, make_sessionmaker
 from app.models import Bib, Branch, Hold, Item, Notice, Patron, StaffUser
 from app.policy import load_policy
 from app.services import circulation, notices
 from app.settings import Settings
-from app.tasks.mailer import deliver_pending
+from app.tasks.mailer import deliver_pending, send_notices
 from tests.support import REDIS_URL, clear_namespace, free_port, new_namespace, sync_engine
 from tests.unit.conftest import make_settings
 
@@ -285,3 +290,64 @@ async def db_file_with_pickup(db: AsyncSession, database_url: str) -> str:
     await db.execute(update(Notice).values(next_attempt_at=dt.datetime(2020, 1, 1)))
     await db.commit()
     return database_url
+
+
+class SlowInbox:
+    """Takes 50 ms to accept each mail, so runs of the mailer overlap."""
+
+    def __init__(self) -> None:
+        self.message_ids: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.05)
+        message = message_from_bytes(envelope.content, policy=email_policy.default)
+        self.message_ids.append(str(message["Message-ID"]))
+        return "250 OK"
+
+
+async def test_a_run_ending_in_a_worker_does_not_give_away_another_runs_mails(
+    db: AsyncSession, database_url: str, namespace: str, tmp_path: Path
+) -> None:
+    """A worker runs send_notices twice at once (its minute cron and a run the web side asked for).
+    When the short run ends, the long run must still be seen alive: another worker looking a few
+    seconds later takes none of its claims, and every mail goes once."""
+    hanako = await db.scalar(select(Patron.id).where(Patron.card_number == "100000017"))
+    await db.execute(
+        insert(Notice),
+        [
+            {
+                "type": "card_expiry",
+                "patron_id": hanako,
+                "dedup_key": f"overlap:{n}",
+                "payload": '{"expires_on": "2030-01-01"}',
+                "next_attempt_at": dt.datetime(2020, 1, 1),
+            }
+            for n in range(60)
+        ],
+    )
+    await db.commit()
+    inbox = SlowInbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    redis = Redis.from_url(REDIS_URL)
+    settings = _settings(database_url, namespace, tmp_path, controller.port)
+    maker = make_sessionmaker(make_engine(database_url))
+    ctx = {"sessionmaker": maker, "settings": settings, "redis": redis, "worker_id": "worker-one"}
+    claimed = select(func.count()).where(Notice.claimed_by.is_not(None), Notice.status == "pending")
+    try:
+        long_run = asyncio.create_task(send_notices(ctx))  # claims the first 50
+        while (await db.scalar(claimed) or 0) < 50:
+            await db.rollback()
+            await asyncio.sleep(0.01)
+        short_run = await send_notices(ctx)  # the other 10, done while the long run still sends
+        assert short_run["sent"] == 10 and not long_run.done()
+        # Another worker, 5 s later (past the take-over margin), looks for mails whose sender is gone.
+        other = await deliver_pending(
+            maker, settings, now=clock.now() + dt.timedelta(seconds=5), redis=redis, worker_id="worker-two"
+        )
+        assert other["sent"] == 0
+        assert (await long_run)["sent"] == 50
+    finally:
+        controller.stop()
+        await redis.aclose()
+    assert len(inbox.message_ids) == 60 and len(set(inbox.message_ids)) == 60
