@@ -201,7 +201,7 @@ async def _after_change(
         hold = await holds.get_hold(db, patron.id, hold_id, today=clock.today(), policy=policy)
         context = await _row_context(db, patron, policy)
         context["row_message"] = (level, message)
-        return render(request, "holds/list.html", block="hold_row", status_code=status, hold=hold, **context)
+        return render(request, "holds/_row.html", status_code=status, hold=hold, **context)
     flash(request, message, level)
     return redirect(request.app.route_reverse("holds:list"))
 
