@@ -343,9 +343,7 @@ async def test_the_same_form_posted_twice_is_one_application_and_the_same_answer
     # The link is mailed again for the waiting application (once a day, however often it is posted).
     third = await client.post("/register", data={"_csrf_token": csrf, **FORM}, follow_redirects=False)
     assert third.status_code == 303
-    links = (
-        await db.scalars(select(Notice.dedup_key).where(Notice.type == "registration_confirm"))
-    ).all()
+    links = (await db.scalars(select(Notice.dedup_key).where(Notice.type == "registration_confirm"))).all()
     assert len(links) == 2
 
 
