@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, make_url
+from sqlalchemy import Select, make_url, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -99,6 +99,43 @@ class Read:
     async def scalar(self, session: AsyncSession, **params: Any) -> Any:
         row = await self.first(session, **params)
         return None if row is None else row[0]
+
+
+_SQL_PLANS: dict[tuple[str, str], tuple[str, tuple[str, ...], list[Any]]] = {}
+_SQL_PLANS_MAX = 512
+
+
+async def sql_rows(session: AsyncSession, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+    """A hand-written SELECT (`:name` parameters) run like a `Read`: compiled once per text and
+    database, executed on the session's driver connection, rows as named tuples. For statements
+    built as text (the search's keyed queries); values are passed as they are (no type
+    processors), so keep to numbers and strings. Texts should come in a bounded set of shapes:
+    the plans of at most 512 are kept."""
+    driver, dialect = await _driver(session)
+    key = (sql, dialect.name)
+    plan = _SQL_PLANS.get(key)
+    if plan is None:
+        if len(_SQL_PLANS) >= _SQL_PLANS_MAX:
+            _SQL_PLANS.clear()
+        compiled = text(sql).compile(dialect=dialect)
+        plan = _SQL_PLANS[key] = (compiled.string, tuple(compiled.positiontup or ()), [None])
+    statement, order, row_type = plan
+    values = [(params or {})[name] for name in order]
+    if isinstance(driver, InlineConnection):
+        cursor = driver._conn.execute(statement, values)
+        rows, names = cursor.fetchall(), [d[0] for d in cursor.description]
+    elif dialect.name == "sqlite":  # aiosqlite, on a writing session
+        async with driver.execute(statement, values) as cursor:
+            rows, names = await cursor.fetchall(), [d[0] for d in cursor.description]
+    else:  # asyncpg
+        rows = await driver.fetch(statement, *values)
+        names = list(rows[0].keys()) if rows else []
+    if not rows:
+        return []
+    if row_type[0] is None:
+        row_type[0] = namedtuple("Row", names, rename=True)  # type: ignore[misc]
+    make = row_type[0]._make
+    return [make(row) for row in rows]
 
 
 def shared_reader(url: str, dialect: Dialect) -> dict[str, Any]:

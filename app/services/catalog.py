@@ -15,14 +15,14 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 
-from sqlalchemy import Connection, Select, and_, func, select, text
+from sqlalchemy import Connection, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from app.i18n import N_
 from app.models import MATERIAL_TYPES, Bib, Branch, Hold, Item, Loan, Series
+from app.reads import Read, sql_rows
 from app.services.search_text import (
     bigram_text,
     char_text,
@@ -454,12 +454,8 @@ async def search(session: AsyncSession, params: SearchParams) -> SearchPage:
         return SearchPage(params, [], 0, False)
     offset = (params.page - 1) * PAGE_SIZE
     binds = query.binds
-    counted = (
-        await session.scalar(
-            text(f"SELECT count(*) FROM ({query.base} LIMIT {COUNT_CAP + 1}) AS capped"), binds
-        )
-        or 0
-    )
+    count_sql = f"SELECT count(*) AS n FROM ({query.base} LIMIT {COUNT_CAP + 1}) AS capped"
+    counted = (await sql_rows(session, count_sql, binds))[0].n
     broad = counted > RANK_CANDIDATES
     page_sql = query.relevance if params.sort == "relevance" and not broad else query.newest
     postgres_broad = broad and session.get_bind().dialect.name == "postgresql"
@@ -468,11 +464,8 @@ async def search(session: AsyncSession, params: SearchParams) -> SearchPage:
         # after a few hundred rows, where a bitmap scan would recheck every match (a kana phrase at
         # 1 M titles: 1.2 s → 2 ms). PostgreSQL cannot estimate phrase selectivity, so it is told.
         await session.execute(text("SET LOCAL enable_bitmapscan = off"))
-    keys = (
-        (await session.execute(text(page_sql), {**binds, "limit": PAGE_SIZE, "offset": offset}))
-        .scalars()
-        .all()
-    )
+    page = await sql_rows(session, page_sql, {**binds, "limit": PAGE_SIZE, "offset": offset})
+    keys = [row[0] for row in page]
     if postgres_broad:
         await session.execute(text("SET LOCAL enable_bitmapscan = on"))
     hits = await _hits(session, [int(k) & LOW32 for k in keys])
@@ -495,13 +488,18 @@ SELECT b.id, b.title, b.authors, b.publisher, b.pub_year, b.material_type, b.loa
   (SELECT count(*) FROM holds h WHERE h.bib_id = b.id AND h.status = 'waiting') AS waiting
 FROM bibs b WHERE b.id IN ({ids})
 """
+# One text per number of ids (a page has at most PAGE_SIZE), so each is compiled once.
+_HITS_BY_COUNT = [
+    _HITS_SQL.format(ids=", ".join(f":i{n}" for n in range(count))) for count in range(PAGE_SIZE + 1)
+]
 
 
 async def _hits(session: AsyncSession, ids: list[int]) -> list[SearchHit]:
     """The page's bibs with their availability, in the order given: one statement."""
     if not ids:
         return []
-    rows = (await session.execute(text(_HITS_SQL.format(ids=",".join(str(int(i)) for i in ids))))).all()
+    ids = ids[:PAGE_SIZE]
+    rows = await sql_rows(session, _HITS_BY_COUNT[len(ids)], {f"i{n}": int(i) for n, i in enumerate(ids)})
     by_id = {
         r.id: SearchHit(
             r.id,
@@ -621,10 +619,8 @@ class BranchChoice:
     name_en: str
 
 
-@cache
-def _branches_query() -> Select:
-    return select(Branch.id, Branch.name_ja, Branch.name_en).order_by(Branch.id)
+_BRANCHES = Read(lambda: select(Branch.id, Branch.name_ja, Branch.name_en).order_by(Branch.id))
 
 
 async def branches(session: AsyncSession) -> list[BranchChoice]:
-    return [BranchChoice(*row) for row in await session.execute(_branches_query())]
+    return [BranchChoice(*row) for row in await _BRANCHES.all(session)]

@@ -102,3 +102,22 @@ def _policy():  # type: ignore[no-untyped-def]
     from app.policy import load_policy
 
     return load_policy("default")
+
+
+async def test_sql_rows_match_sqlalchemy_text_and_see_the_sessions_writes(db: AsyncSession) -> None:
+    from sqlalchemy import text
+
+    sql = (
+        "SELECT b.id, b.title, (SELECT count(*) FROM items i WHERE i.bib_id = b.id) AS items "
+        "FROM bibs b WHERE b.pub_year >= :year AND (b.id = :one OR b.id > :one) ORDER BY b.id LIMIT :limit"
+    )
+    params = {"year": 1900, "one": 3, "limit": 7}
+    expected = [tuple(r) for r in (await db.execute(text(sql), params)).all()]
+    got = await reads.sql_rows(db, sql, params)
+    assert [tuple(r) for r in got] == expected and len(got) == 7
+    assert got[0].title == expected[0][1] and got[0].items == expected[0][2]  # named by the columns
+    assert await reads.sql_rows(db, sql, {**params, "year": 3000}) == []
+    # Inside the session's transaction: it sees an uncommitted change.
+    await db.execute(update(Bib).where(Bib.id == got[0].id).values(title="書き換え中"))
+    assert (await reads.sql_rows(db, sql, params))[0].title == "書き換え中"
+    await db.rollback()
