@@ -30,8 +30,8 @@ from tests.support import REDIS_URL
 from tests.unit.conftest import csrf_from
 from tests.unit.test_security_matrix import SECURITY_FIGURES
 
-SAMPLES = 15
-WARM_UP = 3
+SAMPLES = 11
+WARM_UP = 2
 UNKNOWN_CARD = "199999999"  # the demo library has no such card
 # form name -> (unknown median ms, known-but-wrong median ms, allowed gap ms)
 ENUMERATION_TIMES: dict[str, tuple[float, float, float]] = {}
