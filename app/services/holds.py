@@ -138,27 +138,26 @@ class Blocks:
 # ---------------------------------------------------------------- the form's choices
 
 
-@cache
-def _pickup_query() -> Select:
-    return (
+_PICKUPS = Read(
+    lambda: (
         select(
-            Branch.id,
-            Branch.name_ja,
-            Branch.name_en,
-            PickupLocation.id,
-            PickupLocation.name_ja,
-            PickupLocation.name_en,
+            Branch.id.label("branch_id"),
+            Branch.name_ja.label("branch_ja"),
+            Branch.name_en.label("branch_en"),
+            PickupLocation.id.label("location_id"),
+            PickupLocation.name_ja.label("location_ja"),
+            PickupLocation.name_en.label("location_en"),
         )
         .outerjoin(PickupLocation, PickupLocation.branch_id == Branch.id)
         .where(Branch.is_pickup_point)
         .order_by(Branch.id, PickupLocation.id)
     )
+)
 
 
 async def pickup_choices(session: AsyncSession) -> list[PickupChoice]:
-    rows = (await session.execute(_pickup_query())).all()
     choices: dict[int, PickupChoice] = {}
-    for bid, ja, en, lid, lja, len_ in rows:
+    for bid, ja, en, lid, lja, len_ in await _PICKUPS.all(session):
         current = choices.get(bid) or PickupChoice(bid, ja, en, ())
         if lid is not None:
             current = PickupChoice(bid, ja, en, (*current.locations, (lid, lja, len_)))
@@ -166,17 +165,17 @@ async def pickup_choices(session: AsyncSession) -> list[PickupChoice]:
     return list(choices.values())
 
 
-@cache
-def _emails_query() -> Select:
-    return (
+_CONFIRMED_EMAILS = Read(
+    lambda: (
         select(Email.id, Email.address, Email.is_default)
         .where(Email.patron_id == bindparam("patron_id"), Email.confirmed_at.is_not(None))
         .order_by(Email.is_default.desc(), Email.id)
     )
+)
 
 
 async def contact_choices(session: AsyncSession, patron_id: int, policy: Policy) -> ContactChoices:
-    emails = (await session.execute(_emails_query(), {"patron_id": patron_id})).all()
+    emails = await _CONFIRMED_EMAILS.all(session, patron_id=patron_id)
     return ContactChoices(
         policy.contact_methods, tuple((e.id, e.address, bool(e.is_default)) for e in emails)
     )
