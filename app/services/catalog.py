@@ -15,8 +15,9 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, text
+from sqlalchemy import Connection, and_, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -541,7 +542,7 @@ class SeriesVolume:
 
 @dataclass
 class BibDetail:
-    bib: Bib
+    bib: Any  # a row with every column of bibs, by name (bib.title, bib.loanable, ...)
     series_title: str | None
     volumes: list[SeriesVolume] = field(default_factory=list)
     holdings: list[Holding] = field(default_factory=list)
@@ -549,33 +550,29 @@ class BibDetail:
 
     @property
     def reservable(self) -> bool:
-        return self.bib.loanable and any(h.loanable for h in self.holdings)
+        return bool(self.bib.loanable) and any(h.loanable for h in self.holdings)
 
 
 class BibNotFound(LookupError):
     """No bib with that id."""
 
 
-async def get_detail(session: AsyncSession, bib_id: int) -> BibDetail:
-    row = (
-        await session.execute(
-            select(Bib, Series.title).outerjoin(Series, Series.id == Bib.series_id).where(Bib.id == bib_id)
-        )
-    ).first()
-    if row is None:
-        raise BibNotFound(bib_id)
-    bib, series_title = row
-    detail = BibDetail(bib, series_title)
-    if bib.series_id is not None:
-        detail.volumes = [
-            SeriesVolume(*r)
-            for r in await session.execute(
-                select(Bib.id, Bib.title, Bib.series_volume)
-                .where(Bib.series_id == bib.series_id)
-                .order_by(Bib.series_volume, Bib.id)
-            )
-        ]
-    holdings = await session.execute(
+_DETAIL = Read(
+    lambda: (
+        select(*Bib.__table__.columns, Series.title.label("series_title"))
+        .outerjoin(Series, Series.id == Bib.series_id)
+        .where(Bib.id == bindparam("bib_id"))
+    )
+)
+_VOLUMES = Read(
+    lambda: (
+        select(Bib.id, Bib.title, Bib.series_volume)
+        .where(Bib.series_id == bindparam("series_id"))
+        .order_by(Bib.series_volume, Bib.id)
+    )
+)
+_HOLDINGS = Read(
+    lambda: (
         select(
             Item.barcode,
             Item.branch_id,
@@ -586,16 +583,27 @@ async def get_detail(session: AsyncSession, bib_id: int) -> BibDetail:
             Loan.due_on,
             Item.loanable,
             select(func.count())
-            .where(and_(Hold.bib_id == bib_id, Hold.status == "waiting"))
+            .where(and_(Hold.bib_id == bindparam("bib_id"), Hold.status == "waiting"))
             .scalar_subquery()
             .label("waiting"),
         )
         .join(Branch, Branch.id == func.coalesce(Item.location_branch_id, Item.branch_id))
         .outerjoin(Loan, and_(Loan.item_id == Item.id, Loan.returned_on.is_(None)))
-        .where(Item.bib_id == bib_id)
+        .where(Item.bib_id == bindparam("bib_id"))
         .order_by(Branch.id, Item.barcode)
     )
-    for r in holdings:
+)
+
+
+async def get_detail(session: AsyncSession, bib_id: int) -> BibDetail:
+    """The detail page's data in three compiled reads: the bib, its series' volumes, its copies."""
+    bib = await _DETAIL.first(session, bib_id=bib_id)
+    if bib is None:
+        raise BibNotFound(bib_id)
+    detail = BibDetail(bib, bib.series_title)
+    if bib.series_id is not None:
+        detail.volumes = [SeriesVolume(*r) for r in await _VOLUMES.all(session, series_id=bib.series_id)]
+    for r in await _HOLDINGS.all(session, bib_id=bib_id):
         detail.holdings.append(
             Holding(
                 r.barcode,
