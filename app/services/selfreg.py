@@ -139,14 +139,8 @@ async def apply(
         # the same answer as a new one, so the form never tells whether someone has applied. Still
         # waiting for its link: the link is mailed again (at most once a day).
         if earlier.status == "email_pending":
-            await notices.queue(
-                session,
-                type="registration_confirm",
-                patron_id=None,
-                registration_id=earlier.id,
-                dedup_key=f"registration_confirm:{earlier.id}:again:{today.isoformat()}",
-                payload={"registration_id": earlier.id},
-            )
+            again = f"registration_confirm:{earlier.id}:again:{today.isoformat()}"
+            await _queue_link(session, earlier.id, again)
         await session.commit()
         return int(earlier.id)
     duplicate = await _duplicate_note(session, name, kana, birth, phone)
@@ -164,16 +158,21 @@ async def apply(
     )
     session.add(registration)
     await session.flush()
+    await _queue_link(session, registration.id, f"registration_confirm:{registration.id}")
+    await session.commit()
+    return registration.id
+
+
+async def _queue_link(session: AsyncSession, registration_id: int, dedup_key: str) -> None:
+    """The mail with the applicant's confirmation link (the worker makes the link when it sends)."""
     await notices.queue(
         session,
         type="registration_confirm",
         patron_id=None,
-        registration_id=registration.id,
-        dedup_key=f"registration_confirm:{registration.id}",
-        payload={"registration_id": registration.id},
+        registration_id=registration_id,
+        dedup_key=dedup_key,
+        payload={"registration_id": registration_id},
     )
-    await session.commit()
-    return registration.id
 
 
 async def _duplicate_note(session: AsyncSession, name: str, kana: str, birth: dt.date, phone: str) -> str:

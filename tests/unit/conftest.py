@@ -215,3 +215,28 @@ def cluster(database_url: str, tmp_path: Path) -> Iterator[tuple[list[str], dict
             except subprocess.TimeoutExpired:
                 process.kill()
         clear_namespace(namespace)
+
+
+async def add_due_notices(db: AsyncSession, prefix: str, count: int) -> None:
+    """`count` card-expiry notices for Hanako, due long ago, with dedup keys `<prefix>:<n>`."""
+    import datetime as dt
+
+    from sqlalchemy import insert, select
+
+    from app.models import Notice, Patron
+
+    hanako = await db.scalar(select(Patron.id).where(Patron.card_number == "100000017"))
+    await db.execute(
+        insert(Notice),
+        [
+            {
+                "type": "card_expiry",
+                "patron_id": hanako,
+                "dedup_key": f"{prefix}:{n}",
+                "payload": '{"expires_on": "2030-01-01"}',
+                "next_attempt_at": dt.datetime(2020, 1, 1),
+            }
+            for n in range(count)
+        ],
+    )
+    await db.commit()

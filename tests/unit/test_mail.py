@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from redis.asyncio import Redis
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -25,7 +25,7 @@ from app.services import circulation, notices
 from app.settings import Settings
 from app.tasks.mailer import deliver_pending, send_notices
 from tests.support import REDIS_URL, clear_namespace, free_port, new_namespace, sync_engine
-from tests.unit.conftest import make_settings
+from tests.unit.conftest import add_due_notices, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = load_policy("default")
@@ -311,21 +311,7 @@ async def test_a_run_ending_in_a_worker_does_not_give_away_another_runs_mails(
     """A worker runs send_notices twice at once (its minute cron and a run the web side asked for).
     When the short run ends, the long run must still be seen alive: another worker looking a few
     seconds later takes none of its claims, and every mail goes once."""
-    hanako = await db.scalar(select(Patron.id).where(Patron.card_number == "100000017"))
-    await db.execute(
-        insert(Notice),
-        [
-            {
-                "type": "card_expiry",
-                "patron_id": hanako,
-                "dedup_key": f"overlap:{n}",
-                "payload": '{"expires_on": "2030-01-01"}',
-                "next_attempt_at": dt.datetime(2020, 1, 1),
-            }
-            for n in range(60)
-        ],
-    )
-    await db.commit()
+    await add_due_notices(db, "overlap", 60)
     inbox = SlowInbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()

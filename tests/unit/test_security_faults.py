@@ -23,7 +23,7 @@ import pytest
 import redis
 from aiosmtpd.controller import Controller
 from litestar.testing import AsyncTestClient
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import clock
@@ -32,7 +32,7 @@ from app.main import create_app
 from app.models import Loan, Notice, Patron
 from app.tasks.mailer import deliver_pending
 from tests.support import free_port, sync_engine
-from tests.unit.conftest import csrf_from, login, make_settings
+from tests.unit.conftest import add_due_notices, csrf_from, login, make_settings
 from tests.unit.test_security_matrix import SECURITY_FIGURES
 
 
@@ -109,16 +109,20 @@ async def _renewals(db: AsyncSession) -> list[tuple[int, int]]:
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
+async def _renewable_loan(client: AsyncTestClient) -> tuple[str, int]:
+    """Log Hanako in; her CSRF token and the first loan she can renew."""
+    assert (await login(client)).status_code == 303
+    page = await client.get("/loans?lang=en")
+    return csrf_from(page.text), int(page.text.split('action="/loans/', 1)[1].split("/", 1)[0])
+
+
 async def test_redis_away_then_back(
     private_redis: PrivateRedis, database_url: str, namespace: str, tmp_path: Path, db: AsyncSession
 ) -> None:
     app = create_app(make_settings(database_url, namespace, tmp_path, REDIS_URL=private_redis.url))
     faults = 0
     async with AsyncTestClient(app=app, base_url="http://testserver.local") as client:
-        assert (await login(client)).status_code == 303
-        loans_page = await client.get("/loans?lang=en")
-        token = csrf_from(loans_page.text)
-        loan_id = int(loans_page.text.split('action="/loans/', 1)[1].split("/", 1)[0])
+        token, loan_id = await _renewable_loan(client)
         before = await _renewals(db)
 
         private_redis.stop()  # refused connections
@@ -181,21 +185,7 @@ async def test_smtp_down_for_an_hour_then_every_mail_once(
     database_url: str, namespace: str, tmp_path: Path, db: AsyncSession
 ) -> None:
     total = 120
-    hanako = await db.scalar(select(Patron.id).where(Patron.card_number == "100000017"))
-    await db.execute(
-        insert(Notice),
-        [
-            {
-                "type": "card_expiry",
-                "patron_id": hanako,
-                "dedup_key": f"outage:{n}",
-                "payload": '{"expires_on": "2030-01-01"}',
-                "next_attempt_at": dt.datetime(2020, 1, 1),
-            }
-            for n in range(total)
-        ],
-    )
-    await db.commit()
+    await add_due_notices(db, "outage", total)
     port = free_port()
     settings = make_settings(database_url, namespace, tmp_path, SMTP_HOST="127.0.0.1", SMTP_PORT=str(port))
     maker = make_sessionmaker(make_engine(database_url))
@@ -270,10 +260,7 @@ async def test_database_locked_waits_then_answers_503_and_changes_nothing(
 ) -> None:
     app = create_app(make_settings(database_url, namespace, tmp_path, DB_LOCK_TIMEOUT="1"))
     async with AsyncTestClient(app=app, base_url="http://testserver.local") as client:
-        assert (await login(client)).status_code == 303
-        page = await client.get("/loans?lang=en")
-        token = csrf_from(page.text)
-        loan_id = int(page.text.split('action="/loans/', 1)[1].split("/", 1)[0])
+        token, loan_id = await _renewable_loan(client)
         before = await _renewals(db)
         holder = LockHolder(database_url, loan_id)
         # Locked for longer than DB_LOCK_TIMEOUT: the driver retries for a second, then the patron is
