@@ -69,3 +69,47 @@ def test_the_work_moves_to_compile_time() -> None:
     assert "'貸出'" in code or "貸出" in code
     plain = env.compile(PAGE, "page.txt", raw=True)  # no language prefix: nothing folded (mail, tests)
     assert "context.call" in plain
+
+
+HOSTILE = {
+    "text": "<script>alert('x')</script> & \"quoted\"",
+    "number": 7,
+    "nothing": None,
+    "safe": "<b>kept</b>",
+    "items": ["<i>", "a&b"],
+}
+SHOWN = """{% from "macros.txt" import card %}{% from "macros.txt" import card as again %}
+<p title="{{ text }}">{{ text }}|{{ number }}|{{ nothing }}|{{ safe | safe }}|{{ text ~ number }}</p>
+{% for item in items %}{{ card(item) }}{{ again(item) }}{% endfor %}
+{% set inline %}[{{ text }}]{% endset %}{{ inline }}"""
+MACROS = "{% macro card(value) %}<li>{{ value }}</li>{% endmacro %}"
+
+
+def test_pages_escape_exactly_as_jinja_does() -> None:
+    """PageTemplate's plain-str escaping and its reused import module change nothing a page shows."""
+    from jinja2 import Environment
+
+    sources = {"shown.txt": SHOWN, "macros.txt": MACROS}
+    ours = LanguageEnvironment(autoescape=True, loader=_PrefixedDict(sources))
+    plain = Environment(autoescape=True, loader=DictLoader(sources))
+    expected = plain.get_template("shown.txt").render(HOSTILE)
+    assert "&lt;script&gt;" in expected and "<b>kept</b>" in expected and "<li>&lt;i&gt;</li>" in expected
+    for _ in range(2):  # the second time through, the imported module is the one made first
+        assert ours.get_template("en/shown.txt").render(HOSTILE) == expected
+
+
+def test_an_import_by_a_page_with_globals_of_its_own_sees_them() -> None:
+    """The shortcut for imports serves only pages whose globals the module already knows."""
+    sources = {
+        "page.txt": '{% from "greeting.txt" import hello %}{{ hello() }}',
+        "visited.txt": '{% from "greeting.txt" import hello %}{{ hello() }}',
+        "greeting.txt": "{% macro hello() %}hello {{ visitor or 'everyone' }}{% endmacro %}",
+    }
+    env = LanguageEnvironment(autoescape=True, loader=_PrefixedDict(sources))
+    assert env.get_template("en/page.txt").render() == "hello everyone"
+    assert env.get_template("en/page.txt").render() == "hello everyone"
+    # A page given a global of its own gets a module that sees it, as in Jinja, although the
+    # module made for the first page is there.
+    visited = env.get_template("en/visited.txt", globals={"visitor": "Hanako"})
+    assert visited.render() == "hello Hanako"
+    assert env.get_template("en/page.txt").render() == "hello everyone"
