@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from zoneinfo import ZoneInfo
 
 TZ = ZoneInfo("Asia/Tokyo")
@@ -25,9 +26,20 @@ def now() -> dt.datetime:
     return current
 
 
+_last_real_day: tuple[int, dt.date] = (-1, dt.date.min)  # (the second it was read in, that date)
+
+
 def today() -> dt.date:
-    """Today's date in the library's time zone."""
-    return _frozen_today or _env_today() or dt.datetime.now(TZ).date()
+    """Today's date in the library's time zone (read from the clock at most once a second: a page
+    asks several times, and a zone-aware now() costs microseconds each)."""
+    frozen = _frozen_today or _env_today()
+    if frozen is not None:
+        return frozen
+    global _last_real_day
+    second = int(time.time())
+    if _last_real_day[0] != second:
+        _last_real_day = (second, dt.datetime.now(TZ).date())
+    return _last_real_day[1]
 
 
 def _env_today() -> dt.date | None:

@@ -154,6 +154,14 @@ def close_shared_reader(info: dict[str, Any]) -> None:
         shared[0].stop()
 
 
+def dialect_name(session: AsyncSession) -> str:
+    """ "sqlite" or "postgresql", without making a page's lazy session (app/routes/_deps.py)."""
+    shared = session.info.get(_SHARED_KEY)
+    if shared is not None:
+        return str(shared[1].name)
+    return str(session.get_bind().dialect.name)
+
+
 async def _driver(session: AsyncSession) -> tuple[Any, Dialect]:
     """The driver connection of the session's current transaction (opened if need be), memoised
     per transaction: after a commit the session may hand out another pooled connection."""

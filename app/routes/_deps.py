@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from types import MappingProxyType
+from typing import Annotated, Any, cast
 
 from litestar import Request
 from litestar.datastructures import State
 from litestar.exceptions import ServiceUnavailableException
 from litestar.params import PathParameter, QueryParameter
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.policy import Policy
 from app.routes._render import session_patron
@@ -28,21 +29,65 @@ class PasswordChangeRequired(Exception):
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
+class PageSession:
+    """What a GET page on SQLite gets as `db`: the real AsyncSession is made on first use.
+
+    Why: most pages read only through `Read`s and `sql_rows` on the shared reader
+    (app/reads.py), which need nothing of a session but its `info`; building an AsyncSession and
+    its Session for every request cost ~3 % of the Loans page (bench/pages.py, profiled with
+    py-spy). Anything else a page asks of `db` (an ORM query, `get_bind()`) makes the session then.
+    """
+
+    __slots__ = ("_maker", "_session", "info")
+
+    def __init__(self, maker: async_sessionmaker[AsyncSession], info: dict[str, Any]) -> None:
+        self._maker = maker
+        self._session: AsyncSession | None = None
+        # The shared reader, as every session of this maker holds it; read-only here, because this
+        # one dict serves every request.
+        self.info = MappingProxyType(info)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        # Litestar checks a dependency's type against the handler's annotation (isinstance, which
+        # asks __class__): to handlers this is an AsyncSession, as unittest.mock's spec does it.
+        return AsyncSession
+
+    def __getattr__(self, name: str) -> Any:
+        if self._session is None:
+            self._session = self._maker()
+        return getattr(self._session, name)
+
+    async def close_if_used(self) -> None:
+        if self._session is not None:
+            await _close(self._session)
+
+
+async def _close(session: AsyncSession) -> None:
+    # A page that only ran `Read`s on the shared reader never opened a transaction: there is
+    # nothing to close, and AsyncSession.close() would still cost a greenlet round trip.
+    if session.sync_session.get_transaction() is not None or session.sync_session.identity_map:
+        await session.close()
+
+
 async def provide_db(request: Request, state: State) -> AsyncIterator[AsyncSession]:
     """GET pages never change state, so on SQLite they read inline (app/sqlite_inline.py).
 
     A POST that writes only to the session (the cart) says so with opt={"db_reads_only": True}.
     """
     reads_only = request.method in SAFE_METHODS or request.route_handler.opt.get("db_reads_only", False)
-    maker = state.read_sessionmaker if reads_only else state.sessionmaker
-    session = maker()
+    if reads_only and state.read_info:
+        page = PageSession(state.read_sessionmaker, state.read_info)
+        try:
+            yield cast(AsyncSession, page)
+        finally:
+            await page.close_if_used()
+        return
+    session = (state.read_sessionmaker if reads_only else state.sessionmaker)()
     try:
         yield session
     finally:
-        # A page that only ran `Read`s on the shared reader never opened a transaction: there is
-        # nothing to close, and AsyncSession.close() would still cost a greenlet round trip.
-        if session.sync_session.get_transaction() is not None or session.sync_session.identity_map:
-            await session.close()
+        await _close(session)
 
 
 def provide_patron(request: Request) -> SessionPatron:

@@ -89,6 +89,36 @@ async def test_shared_reader_sees_what_others_commit(database_url: str, db: Asyn
         await engine.dispose()
 
 
+async def test_a_get_pages_session_is_made_only_when_more_than_reads_is_asked(database_url: str) -> None:
+    """app/routes/_deps.PageSession: Reads run on the shared reader with no AsyncSession made;
+    an ORM query makes one (and it is closed after); the shared dict cannot be written through it."""
+    if BACKEND != "sqlite":
+        pytest.skip("the shared inline reader exists only on SQLite; PostgreSQL pages get a session")
+    from sqlalchemy import text
+
+    from app.routes._deps import PageSession
+
+    engine = make_engine(database_url, inline_reads=True)
+    info = reads.shared_reader(database_url, engine.dialect)
+    try:
+        page = PageSession(make_sessionmaker(engine, info=info), info)
+        assert isinstance(page, AsyncSession)  # what Litestar checks against the handler's annotation
+        count = Read(lambda: select(func.count(Bib.id)))
+        assert await count.scalar(page) > 0  # type: ignore[arg-type]
+        assert reads.dialect_name(page) == "sqlite"  # type: ignore[arg-type]
+        assert page._session is None
+        with pytest.raises(TypeError):
+            page.info["anything"] = 1  # type: ignore[index]
+        assert (await page.execute(text("SELECT count(*) FROM bibs"))).scalar_one() > 0
+        made = page._session
+        assert made is not None and made.sync_session.get_transaction() is not None
+        await page.close_if_used()
+        assert made.sync_session.get_transaction() is None
+    finally:
+        reads.close_shared_reader(info)
+        await engine.dispose()
+
+
 def test_refuses_what_it_cannot_run_fast() -> None:
     settings = load_settings({"APP_ENV": "test", "SECRET_KEY": "s" * 48})
     dialect = make_engine(settings.database_url).dialect
