@@ -222,14 +222,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nserver: 1 process on core 0; load: wrk -t1 -c{args.connections} -d{args.seconds}s on core 1")
-    print("| server | route | req/s | p50 ms | p99 ms | ratio to bare template | non-2xx |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    # Two yardsticks: the foundation and catalogue issues compare pages with the bare route (target
+    # 25 %), the scale issue with the bare template route (target 50 %).
+    print("| server | route | req/s | p50 ms | p99 ms | to bare route | to bare template | non-2xx |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for server_name, rows in tables:
-        template = rows[1][1]["rps"]
+        bare, template = rows[0][1]["rps"], rows[1][1]["rps"]
         for name, r in rows:
             print(
                 f"| {server_name} | {name} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} "
-                f"| {r['rps'] / template:.0%} | {r['errors']:.0f} |"
+                f"| {r['rps'] / bare:.0%} | {r['rps'] / template:.0%} | {r['errors']:.0f} |"
             )
     print(
         "\nThe renew fragment renews once, then answers 'already renewed' for the same loan: it measures the"
