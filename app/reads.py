@@ -39,7 +39,7 @@ class _Plan:
     sql: str
     slots: tuple[tuple[str | None, Any, Callable[[Any], Any] | None], ...]  # (param, constant, bind)
     row: Any  # a namedtuple class
-    results: tuple[Callable[[Any], Any] | None, ...] | None  # None: no column needs converting
+    results: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column, converter) where one is needed
 
 
 class Read:
@@ -79,18 +79,17 @@ class Read:
         else:  # asyncpg
             rows = await driver.fetch(plan.sql, *values)
         make = plan.row._make
-        if plan.results is None:
+        if not plan.results:
             return [make(row) for row in rows]
-        processors = plan.results
-        return [
-            make(
-                [
-                    value if p is None or value is None else p(value)
-                    for p, value in zip(processors, row, strict=True)
-                ]
-            )
-            for row in rows
-        ]
+        converted = []
+        for row in rows:
+            values = list(row)
+            for column, convert in plan.results:  # only the columns that need it (dates on SQLite)
+                value = values[column]
+                if value is not None:
+                    values[column] = convert(value)
+            converted.append(make(values))
+        return converted
 
     async def first(self, session: AsyncSession, **params: Any) -> Any | None:
         rows = await self.all(session, **params)
@@ -204,10 +203,10 @@ def _compile(statement: Any, dialect: Dialect) -> _Plan:
     names = [column.key or f"column{n}" for n, column in enumerate(columns)]  # count(...) has no name
     if len(set(names)) != len(names):
         raise ValueError(f"Read: duplicate column names {names}; label them")
-    results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns)
+    processors = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
     return _Plan(
         sql=expanded.statement,
         slots=tuple(slots),
         row=namedtuple("Row", names),  # type: ignore[misc,arg-type]
-        results=results if any(results) else None,
+        results=tuple((n, p) for n, p in enumerate(processors) if p is not None),
     )
