@@ -117,7 +117,7 @@ class SearchParams:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # a row of a page: not frozen, which costs ~3 µs per row to build
 class Availability:
     items: int
     loanable_items: int
@@ -126,7 +126,7 @@ class Availability:
     waiting: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # a row of a page: not frozen, which costs ~3 µs per row to build
 class SearchHit:
     id: int
     title: str

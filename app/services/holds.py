@@ -102,7 +102,7 @@ class PlaceResult:
     position: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # a row of a page: not frozen, which costs ~3 µs per row to build
 class HoldView:
     id: int
     bib_id: int

@@ -29,7 +29,7 @@ class LoanNotFound(LookupError):
     """No open loan with that id belongs to this patron."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # a row of a page: not frozen, which costs ~3 µs per row to build
 class LoanView:
     id: int
     bib_id: int
