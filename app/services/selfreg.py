@@ -332,15 +332,18 @@ async def next_card_number(session: AsyncSession, policy: Policy) -> str:
     return f"{prefix}{candidate:0{width}d}"
 
 
-async def _delete_documents(session: AsyncSession, registration_id: int, upload_dir: Path) -> None:
+async def _forget_documents(session: AsyncSession, registration_id: int) -> list[str]:
+    """Delete the documents' rows; returns their files, which the caller unlinks once it has
+    committed: nothing but the database is awaited inside a write transaction (README), and a
+    rolled-back review keeps its documents."""
     docs = (
         await session.scalars(
             select(RegistrationDocument).where(RegistrationDocument.registration_id == registration_id)
         )
     ).all()
-    await asyncio.to_thread(_unlink, upload_dir, [doc.stored_name for doc in docs])
     for doc in docs:
         await session.delete(doc)
+    return [doc.stored_name for doc in docs]
 
 
 async def approve(
@@ -382,8 +385,7 @@ async def approve(
     )
     registration.status, registration.patron_id = "approved", patron.id
     registration.reviewed_by, registration.reviewed_at = staff_id, now.replace(tzinfo=None)
-    if policy.document_retention_days == 0:
-        await _delete_documents(session, registration_id, upload_dir)
+    files = await _forget_documents(session, registration_id) if policy.document_retention_days == 0 else []
     await notices.queue(
         session,
         type="registration_completed",
@@ -394,6 +396,7 @@ async def approve(
         now=now,
     )
     await session.commit()
+    await asyncio.to_thread(_unlink, upload_dir, files)
     return card
 
 
@@ -415,8 +418,7 @@ async def reject(
         raise RegistrationRefused("not_reviewable")
     registration.status, registration.reject_reason = "rejected", reason
     registration.reviewed_by, registration.reviewed_at = staff_id, now.replace(tzinfo=None)
-    if policy.document_retention_days == 0:
-        await _delete_documents(session, registration_id, upload_dir)
+    files = await _forget_documents(session, registration_id) if policy.document_retention_days == 0 else []
     await notices.queue(
         session,
         type="registration_rejected",
@@ -427,6 +429,7 @@ async def reject(
         now=now,
     )
     await session.commit()
+    await asyncio.to_thread(_unlink, upload_dir, files)
 
 
 async def purge_documents(
@@ -443,9 +446,9 @@ async def purge_documents(
             )
         )
     ).all()
-    for registration_id in ids:
-        await _delete_documents(session, registration_id, upload_dir)
+    files = [name for registration_id in ids for name in await _forget_documents(session, registration_id)]
     await session.commit()
+    await asyncio.to_thread(_unlink, upload_dir, files)
     return len(ids)
 
 
