@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -25,43 +26,44 @@ class RotatingSessionBackend(ServerSideSessionBackend):
     ) -> None:
         if connection.scope.get(UNAVAILABLE_KEY):
             return  # the store is away: leave the browser's cookie and the stored session alone
-        store = self.config.get_store_from_app(connection.scope["app"])
-        headers = MutableScopeHeaders.from_message(message)
-        cookie_params = dict(
-            extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys())
-        )
-        # A browser-session cookie: the server's store alone decides when inactivity ends the session.
-        cookie_params.pop("max_age", None)
         old_id = connection.cookies.get(self.config.key)
         if old_id == "null":
             old_id = None
+        emptied = scope_session is Empty or not scope_session
+        if emptied and not old_id:
+            return  # a guest with nothing to keep and no cookie to clear
+        if not emptied:
+            rotate = bool(scope_session.pop(ROTATE_KEY, False))  # type: ignore[union-attr]
+            data = self.serialize_data(scope_session, connection.scope)
+            if not rotate and old_id and data == connection.scope.get(RAW_KEY):  # type: ignore[comparison-overlap]
+                # Unchanged (most pages): loading it already renewed its expiry, so one Redis round
+                # trip is saved, and there is no cookie to write.
+                return
 
-        if scope_session is Empty or not scope_session:
-            # Logged out, or a guest with nothing to keep: nothing stays on the server.
-            if old_id:
-                await self.delete(old_id, store=store)
-                headers.add(
-                    "Set-Cookie",
-                    Cookie(value="null", key=self.config.key, expires=0, **cookie_params).to_header(
-                        header=""
-                    ),
-                )
+        store = self.config.get_store_from_app(connection.scope["app"])
+        headers = MutableScopeHeaders.from_message(message)
+        if emptied:
+            # Logged out: nothing stays on the server.
+            await self.delete(old_id, store=store)  # type: ignore[arg-type]
+            cleared = Cookie(value="null", key=self.config.key, expires=0, **self._cookie_params)
+            headers.add("Set-Cookie", cleared.to_header(header=""))
             return
 
         session_id = old_id
-        rotate = bool(scope_session.pop(ROTATE_KEY, False))
-        data = self.serialize_data(scope_session, connection.scope)
-        if not rotate and session_id and data == connection.scope.get(RAW_KEY):  # type: ignore[comparison-overlap]
-            # Unchanged: loading it already renewed its expiry, so one Redis round trip is saved.
-            return
         if rotate or not session_id:
             if session_id:
                 await self.delete(session_id, store=store)
             session_id = self.generate_session_id()
         await self.set(session_id=session_id, data=data, store=store)
-        headers.add(
-            "Set-Cookie", Cookie(value=session_id, key=self.config.key, **cookie_params).to_header(header="")
-        )
+        cookie = Cookie(value=session_id, key=self.config.key, **self._cookie_params)
+        headers.add("Set-Cookie", cookie.to_header(header=""))
+
+    @cached_property
+    def _cookie_params(self) -> dict[str, Any]:
+        params = dict(extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys()))
+        # A browser-session cookie: the server's store alone decides when inactivity ends the session.
+        params.pop("max_age", None)
+        return params
 
     async def load_from_connection(self, connection: ASGIConnection) -> dict[str, Any]:
         session_id = connection.cookies.get(self.config.key)
