@@ -43,6 +43,8 @@ def today() -> dt.date:
 
 
 def _env_today() -> dt.date | None:
-    # APP_TODAY lets a server started by a test run on a chosen date.
-    value = os.environ.get("APP_TODAY")
-    return dt.date.fromisoformat(value) if value else None
+    return _APP_TODAY
+
+
+# APP_TODAY lets a server started by a test run on a chosen date (read when the process starts).
+_APP_TODAY = dt.date.fromisoformat(os.environ["APP_TODAY"]) if os.environ.get("APP_TODAY") else None
