@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 TZ = ZoneInfo("Asia/Tokyo")
 _frozen_today: dt.date | None = None
+# APP_TODAY lets a server started by a test run on a chosen date (read when the process starts).
+_APP_TODAY = dt.date.fromisoformat(os.environ["APP_TODAY"]) if os.environ.get("APP_TODAY") else None
 
 
 def set_today(day: dt.date | None) -> None:
@@ -20,7 +22,7 @@ def set_today(day: dt.date | None) -> None:
 def now() -> dt.datetime:
     """The current time, aware, in the library's time zone."""
     current = dt.datetime.now(TZ)
-    frozen = _frozen_today or _env_today()
+    frozen = _frozen_today or _APP_TODAY
     if frozen is not None:
         return current.replace(year=frozen.year, month=frozen.month, day=frozen.day)
     return current
@@ -32,7 +34,7 @@ _last_real_day: tuple[int, dt.date] = (-1, dt.date.min)  # (the second it was re
 def today() -> dt.date:
     """Today's date in the library's time zone (read from the clock at most once a second: a page
     asks several times, and a zone-aware now() costs microseconds each)."""
-    frozen = _frozen_today or _env_today()
+    frozen = _frozen_today or _APP_TODAY
     if frozen is not None:
         return frozen
     global _last_real_day
@@ -40,11 +42,3 @@ def today() -> dt.date:
     if _last_real_day[0] != second:
         _last_real_day = (second, dt.datetime.now(TZ).date())
     return _last_real_day[1]
-
-
-def _env_today() -> dt.date | None:
-    return _APP_TODAY
-
-
-# APP_TODAY lets a server started by a test run on a chosen date (read when the process starts).
-_APP_TODAY = dt.date.fromisoformat(os.environ["APP_TODAY"]) if os.environ.get("APP_TODAY") else None

@@ -71,13 +71,7 @@ class Read:
             constant if name is None else (bind(params[name]) if bind else params[name])
             for name, constant, bind in plan.slots
         ]
-        if isinstance(driver, InlineConnection):
-            rows = driver._conn.execute(plan.sql, values).fetchall()
-        elif dialect.name == "sqlite":  # aiosqlite, on a writing session
-            async with driver.execute(plan.sql, values) as cursor:
-                rows = await cursor.fetchall()
-        else:  # asyncpg
-            rows = await driver.fetch(plan.sql, *values)
+        rows, _ = await _fetch(driver, dialect, plan.sql, values)
         make = plan.row._make
         if not plan.results:
             return [make(row) for row in rows]
@@ -120,21 +114,25 @@ async def sql_rows(session: AsyncSession, sql: str, params: dict[str, Any] | Non
         plan = _SQL_PLANS[key] = (compiled.string, tuple(compiled.positiontup or ()), [None])
     statement, order, row_type = plan
     values = [(params or {})[name] for name in order]
-    if isinstance(driver, InlineConnection):
-        cursor = driver._conn.execute(statement, values)
-        rows, names = cursor.fetchall(), [d[0] for d in cursor.description]
-    elif dialect.name == "sqlite":  # aiosqlite, on a writing session
-        async with driver.execute(statement, values) as cursor:
-            rows, names = await cursor.fetchall(), [d[0] for d in cursor.description]
-    else:  # asyncpg
-        rows = await driver.fetch(statement, *values)
-        names = list(rows[0].keys()) if rows else []
+    rows, names = await _fetch(driver, dialect, statement, values)
     if not rows:
         return []
     if row_type[0] is None:
         row_type[0] = namedtuple("Row", names, rename=True)  # type: ignore[misc]
     make = row_type[0]._make
     return [make(row) for row in rows]
+
+
+async def _fetch(driver: Any, dialect: Dialect, sql: str, values: list[Any]) -> tuple[list[Any], list[str]]:
+    """Run a compiled SELECT on the driver connection: its rows and column names."""
+    if isinstance(driver, InlineConnection):  # the shared reader, or the inline SQLite writer
+        cursor = driver._conn.execute(sql, values)
+        return cursor.fetchall(), [d[0] for d in cursor.description]
+    if dialect.name == "sqlite":  # aiosqlite, on a writing session
+        async with driver.execute(sql, values) as cursor:
+            return list(await cursor.fetchall()), [d[0] for d in cursor.description]
+    rows = await driver.fetch(sql, *values)  # asyncpg
+    return rows, list(rows[0].keys()) if rows else []
 
 
 def shared_reader(url: str, dialect: Dialect) -> dict[str, Any]:

@@ -155,8 +155,10 @@ def _escape_text(value: Any) -> Any:
     kind = type(value)
     if kind is str:
         return _escape_inner(value)
-    if kind is int or kind is Markup:  # digits need no escaping; Markup is already safe
-        return value if kind is Markup else str(value)
+    if kind is int:  # digits need no escaping
+        return str(value)
+    if kind is Markup:  # already safe
+        return value
     return escape(value)
 
 
