@@ -64,6 +64,7 @@ ROUTES = [
     holds.holds_page,
     holds.cancel_confirm,
     holds.cancel,
+    holds.change_form,
     holds.change_pickup,
     holds.change_contact,
     holds.suspend,

@@ -177,14 +177,39 @@ async def holds_page(
 
 
 async def _row_context(db: AsyncSession, patron: SessionPatron, policy: Policy) -> dict:  # type: ignore[type-arg]
+    # No pickup or contact choices: a card links to its change form (holds:change) instead of
+    # carrying two option lists per hold.
     return {
         "status_labels": holds.STATUS_LABELS,
         "contact_labels": holds.CONTACT_LABELS,
-        "pickups": await holds.pickup_choices(db),
-        "contacts": await holds.contact_choices(db, patron.id, policy),
         "row_message": None,
         "today": clock.today(),
     }
+
+
+@get("/holds/{hold_id:int}/change", name="holds:change")
+async def change_form(
+    request: Request,
+    hold_id: RecordId,
+    patron: NamedDependency[SessionPatron],
+    db: NamedDependency[AsyncSession],
+    policy: NamedDependency[Policy],
+) -> object:
+    """The pickup and contact forms of one hold: a page without JavaScript, loaded into its card with htmx."""
+    try:
+        hold = await holds.get_hold(db, patron.id, hold_id, today=clock.today(), policy=policy)
+    except holds.HoldNotFound as exc:
+        raise NotFoundException() from exc
+    return render(
+        request,
+        "holds/change.html",
+        block="change",
+        hold=hold,
+        inline=wants_fragment(request),
+        contact_labels=holds.CONTACT_LABELS,
+        pickups=await holds.pickup_choices(db),
+        contacts=await holds.contact_choices(db, patron.id, policy),
+    )
 
 
 async def _after_change(
@@ -272,14 +297,19 @@ async def change_pickup(
     form = await request.form()
 
     async def action() -> None:
-        await _must_own(db, patron, policy, hold_id)
-        current = await holds.get_hold(db, patron.id, hold_id, today=clock.today(), policy=policy)
+        current = await _must_own(db, patron, policy, hold_id)
+        location = form.get("location")
+        if str(form.get("pickup")) != str(current.pickup_branch_id) and str(location or "") == str(
+            current.pickup_location_id or ""
+        ):
+            # Only the library was changed: the counter still selected belongs to the old one.
+            location = ""
         choice = await holds.check_request(
             db,
             patron.id,
             policy,
             pickup=form.get("pickup"),
-            location=form.get("location"),
+            location=location,
             contact=current.contact,
             email=current.email_id,
         )

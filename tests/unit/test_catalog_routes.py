@@ -252,6 +252,33 @@ async def test_holds_page_and_actions_three_ways(client: AsyncTestClient, db: As
     assert "Cancelled" in page.text and ">Cancel hold</button>" not in page.text
 
 
+async def test_change_pickup_form_three_ways(client: AsyncTestClient, db: AsyncSession) -> None:
+    """The Holds page links to each hold's change form; htmx loads it into the card, plain GET is a page."""
+    await client.get("/?lang=en")
+    await login(client)
+    hold_id = await _hanako_hold(db)
+    page = await client.get("/holds")
+    assert f'href="/holds/{hold_id}/change"' in page.text and "<select" not in page.text
+    whole = await client.get(f"/holds/{hold_id}/change")
+    assert whole.status_code == 200 and "<html" in whole.text and "Back to your holds" in whole.text
+    assert f'id="h{hold_id}-pickup"' in whole.text and f'id="c{hold_id}-contact"' in whole.text
+    assert "hx-post" not in whole.text.split("<main", 1)[1]  # plain forms: post, 303, back to /holds
+    block = await client.get(f"/holds/{hold_id}/change", headers=HX)
+    assert "<html" not in block.text and f'hx-target="#hold-{hold_id}"' in block.text
+    assert f'id="h{hold_id}-pickup" name="pickup" required autofocus' in block.text
+    west = await db.scalar(select(Branch.id).where(Branch.code == "west"))
+    csrf = csrf_from(page.text)
+    row = await client.post(
+        f"/holds/{hold_id}/pickup", data={"pickup": str(west)}, headers={**HX, "x-csrftoken": csrf}
+    )
+    assert row.text.lstrip().startswith(f'<li id="hold-{hold_id}"')
+    assert "The pickup library was changed." in row.text
+    assert (await db.get_one(Hold, hold_id, populate_existing=True)).pickup_branch_id == west
+    await client.post(f"/holds/{hold_id}/cancel", data={"_csrf_token": csrf})
+    done = await client.get(f"/holds/{hold_id}/change")
+    assert "please call or visit the library" in done.text and "<select" not in done.text.split("<main", 1)[1]
+
+
 async def test_another_patrons_hold_is_404(client: AsyncTestClient, db: AsyncSession) -> None:
     hold_id = await _hanako_hold(db)
     await login(client, card="100000025", password="taro-2026")
@@ -266,6 +293,7 @@ async def test_another_patrons_hold_is_404(client: AsyncTestClient, db: AsyncSes
         response = await client.post(f"/holds/{hold_id}/{action}", data={"_csrf_token": csrf, **data})
         assert response.status_code == 404, action
     assert (await client.get(f"/holds/{hold_id}/cancel")).status_code == 404
+    assert (await client.get(f"/holds/{hold_id}/change")).status_code == 404
     assert (await db.get_one(Hold, hold_id, populate_existing=True)).status == "waiting"
 
 
