@@ -27,7 +27,6 @@ from litestar.plugins.htmx import ClientRedirect, HTMXPlugin, HTMXRequest
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
-from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import Redis
@@ -49,7 +48,7 @@ from app.routes._deps import (
 from app.routes._render import TEXT_SIZES, render, safe_next, wants_fragment
 from app.routes.staff import StaffLoginRequired, provide_staff
 from app.services.ratelimit import RateLimiter
-from app.sessions import RotatingSessionConfig
+from app.sessions import RotatingSessionConfig, SessionStore
 from app.settings import Settings, get_settings
 from app.templating import FoldTranslations, LanguageEnvironment, fill, language_loader
 
@@ -279,7 +278,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Timeouts: a Redis that hangs (not just refuses) must turn into a 503 within seconds, not a
     # request that waits forever.
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-    session_store = RedisStore(
+    session_store = SessionStore(
         redis, namespace=f"{settings.redis_namespace}:sessions", handle_client_shutdown=False
     )
 

@@ -252,3 +252,20 @@ async def test_inactivity_timeout_comes_from_the_policy(client: AsyncTestClient,
     key = f"{settings.redis_namespace}:sessions:{client.cookies.get('session')}"
     ttl = redis.Redis.from_url(REDIS_URL).ttl(key)
     assert 3500 < ttl <= 3600  # default policy: 60 minutes of inactivity
+
+
+async def test_each_page_pushes_the_inactivity_timeout_forward(client: AsyncTestClient, settings) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    from tests.support import REDIS_URL
+
+    await login(client)
+    key = f"{settings.redis_namespace}:sessions:{client.cookies.get('session')}"
+    store = redis.Redis.from_url(REDIS_URL)
+    store.expire(key, 100)  # as if the patron had been idle for most of the hour
+    stored = store.get(key)
+    page = await client.get("/loans")
+    assert page.status_code == 200 and 'id="loans"' in page.text
+    assert 3500 < store.ttl(key) <= 3600 and store.get(key) == stored  # renewed, not rewritten
+    store.delete(key)
+    assert (await client.get("/loans", follow_redirects=False)).status_code == 303  # gone: log in again
