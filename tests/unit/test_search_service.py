@@ -53,12 +53,26 @@ async def _titles(db: AsyncSession, **raw: str) -> list[str]:
         ("PRID", "Pride and Prejudice"),  # prefix, any case
         ("ｐｒｉｄｅ", "Pride and Prejudice"),  # full-width letters
         ("sherlock holmes", "The Adventures of Sherlock Holmes"),
+        ("adv", "The Adventures of Sherlock Holmes"),  # the shortest prefix indexed as such
+        ("adventures", "The Adventures of Sherlock Holmes"),  # longer than the longest indexed prefix
+        ("pr", "Pride and Prejudice"),  # shorter than any indexed prefix
         ("9784469000001", "日本語大辞典 第二版"),
         ("星の図書館", "星の図書館 第1巻"),
     ],
 )
 async def test_simple_search_finds(db: AsyncSession, query: str, expected: str) -> None:
     assert expected in await _titles(db, q=query)
+
+
+@pytest.mark.parametrize(
+    ("query", "absent"),
+    [
+        ("ventures", "The Adventures of Sherlock Holmes"),  # a word's end is not its prefix
+        ("adventurers", "The Adventures of Sherlock Holmes"),  # same first eight letters, longer word
+    ],
+)
+async def test_simple_search_does_not_find(db: AsyncSession, query: str, absent: str) -> None:
+    assert absent not in await _titles(db, q=query)
 
 
 @pytest.mark.parametrize(
