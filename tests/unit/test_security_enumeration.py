@@ -8,7 +8,9 @@ who has already applied). Each pair is asked alternately, SAMPLES times each aft
 the rate-limit counters cleared before each request (the limits are tested elsewhere; here they
 would only end the run early). The times are compared by their medians; the gap allowed is a quarter
 of the slower median, or 2 ms for forms that take only a few milliseconds — a skipped password hash
-(~40 ms here) or a skipped write is far outside it (see test_the_timing_check_can_fail).
+(~40 ms here) or a skipped write is far outside it (see test_the_timing_check_can_fail). A pair
+whose times differ is measured again (ATTEMPTS): load from outside the test comes and goes, a leak
+does not.
 
 The figures go to ENUMERATION_TIMES for `python -m bench security`.
 """
@@ -32,6 +34,10 @@ from tests.unit.test_security_matrix import SECURITY_FIGURES
 
 SAMPLES = 11
 WARM_UP = 2
+# A run whose medians differ is measured again, up to this many times: CI runs this beside the other
+# database's browser tests, and a burst of their load once put 3.4 ms between two 8 ms medians. A
+# real difference (a skipped hash or write) is there in every run.
+ATTEMPTS = 3
 UNKNOWN_CARD = "199999999"  # the demo library has no such card
 # form name -> (unknown median ms, known-but-wrong median ms, allowed gap ms)
 ENUMERATION_TIMES: dict[str, tuple[float, float, float]] = {}
@@ -74,22 +80,25 @@ async def _compare(
         status, body = await ask(client, card)
         return time.perf_counter() - started, status, body
 
-    times: dict[str, list[float]] = {unknown: [], known: []}
-    answers: dict[str, set[tuple[int, str]]] = {unknown: set(), known: set()}
-    for n in range(WARM_UP + SAMPLES):
-        for card in (unknown, known) if n % 2 else (known, unknown):
-            took, status, body = await timed(card)
-            answers[card].add((status, _same_page(body, unknown, known)))
-            if n >= WARM_UP:
-                times[card].append(took)
-    assert len(answers[unknown]) == 1, f"{name}: the answer to an unknown card varies"
-    assert answers[unknown] == answers[known], f"{name}: unknown and known cards answered differently"
-    ENUMERATION_TIMES[name] = (
-        median(times[unknown]) * 1000,
-        median(times[known]) * 1000,
-        allowed_gap(times[unknown], times[known]) * 1000,
-    )
-    assert alike(times[unknown], times[known]), f"{name}: {ENUMERATION_TIMES[name]} (ms)"
+    for _attempt in range(ATTEMPTS):
+        times: dict[str, list[float]] = {unknown: [], known: []}
+        answers: dict[str, set[tuple[int, str]]] = {unknown: set(), known: set()}
+        for n in range(WARM_UP + SAMPLES):
+            for card in (unknown, known) if n % 2 else (known, unknown):
+                took, status, body = await timed(card)
+                answers[card].add((status, _same_page(body, unknown, known)))
+                if n >= WARM_UP:
+                    times[card].append(took)
+        assert len(answers[unknown]) == 1, f"{name}: the answer to an unknown card varies"
+        assert answers[unknown] == answers[known], f"{name}: unknown and known cards answered differently"
+        ENUMERATION_TIMES[name] = (
+            median(times[unknown]) * 1000,
+            median(times[known]) * 1000,
+            allowed_gap(times[unknown], times[known]) * 1000,
+        )
+        if alike(times[unknown], times[known]):
+            return
+    raise AssertionError(f"{name}: {ENUMERATION_TIMES[name]} (ms), in each of {ATTEMPTS} runs")
 
 
 async def test_forms_answer_an_unknown_card_as_a_known_one_with_wrong_details(
