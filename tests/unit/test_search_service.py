@@ -203,3 +203,21 @@ async def test_a_broad_search_is_capped_and_shown_newest_first(db: AsyncSession)
     assert {h.id for h in second.hits}.isdisjoint(
         {h.id for h in (await catalog.search(db, catalog.parse_params({"q": "共通語"}, []))).hits}
     )
+
+
+async def test_a_long_phrase_among_the_newest_titles_is_counted_exactly(db: AsyncSession) -> None:
+    """PostgreSQL counts a common long phrase by walking the newest titles (catalog._walk_count); a
+    phrase that is common among them but has fewer matches than the cap is still counted exactly."""
+    db.add_all(
+        Bib(title=f"みなとまちの記録 {n}", title_reading="みなとまちのきろく", pub_year=2026)
+        for n in range(60)
+    )
+    db.add(Bib(title="みなとまちの地図", title_reading="みなとまちのちず", pub_year=1950))
+    await db.commit()
+    new_ids = (await db.scalars(select(Bib.id).where(Bib.title.like("みなとまち%")))).all()
+    await catalog.reindex_bibs(db, list(new_ids))
+    await db.commit()
+    page = await catalog.search(db, catalog.parse_params({"q": "みなとまち"}, []))
+    assert page.total == 61 and not page.total_capped
+    page = await catalog.search(db, catalog.parse_params({"q": "みなとまちのち"}, []))
+    assert page.total == 1 and [h.title for h in page.hits] == ["みなとまちの地図"]
