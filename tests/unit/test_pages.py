@@ -47,6 +47,16 @@ async def test_text_size_switch_is_remembered(client: AsyncTestClient) -> None:
     assert 'class="text-normal"' in (await client.get("/?text=normal")).text
 
 
+async def test_switch_links_keep_each_pages_own_query(client: AsyncTestClient) -> None:
+    """The language and text-size links keep the page's other parameters (worked out once per address)."""
+    for _ in range(2):  # the second time from the memo
+        cat = await client.get("/search?q=猫&sort=newest&lang=en")
+        assert 'href="/search?q=%E7%8C%AB&amp;sort=newest&amp;lang=ja"' in cat.text
+        assert 'href="/search?q=%E7%8C%AB&amp;sort=newest&amp;text=large"' in cat.text
+        dog = await client.get("/search?q=犬&lang=en")
+        assert 'href="/search?q=%E7%8A%AC&amp;lang=ja"' in dog.text and "%E7%8C%AB" not in dog.text
+
+
 async def test_dates_in_the_locale_form(client: AsyncTestClient) -> None:
     await login(client)
     ja = await client.get("/loans?lang=ja")
