@@ -196,16 +196,11 @@ async def change_form(
     policy: NamedDependency[Policy],
 ) -> object:
     """The pickup and contact forms of one hold: a page without JavaScript, loaded into its card with htmx."""
-    try:
-        hold = await holds.get_hold(db, patron.id, hold_id, today=clock.today(), policy=policy)
-    except holds.HoldNotFound as exc:
-        raise NotFoundException() from exc
     return render(
         request,
         "holds/change.html",
         block="change",
-        hold=hold,
-        inline=wants_fragment(request),
+        hold=await _hold_or_404(db, patron, policy, hold_id),
         contact_labels=holds.CONTACT_LABELS,
         pickups=await holds.pickup_choices(db),
         contacts=await holds.contact_choices(db, patron.id, policy),
@@ -260,11 +255,7 @@ async def cancel_confirm(
     policy: NamedDependency[Policy],
 ) -> object:
     """The confirmation step for cancelling without JavaScript (with htmx, hx-confirm asks instead)."""
-    try:
-        hold = await holds.get_hold(db, patron.id, hold_id, today=clock.today(), policy=policy)
-    except holds.HoldNotFound as exc:
-        raise NotFoundException() from exc
-    return render(request, "holds/cancel.html", hold=hold)
+    return render(request, "holds/cancel.html", hold=await _hold_or_404(db, patron, policy, hold_id))
 
 
 @post("/holds/{hold_id:int}/cancel", name="holds:cancel")
@@ -298,18 +289,12 @@ async def change_pickup(
 
     async def action() -> None:
         current = await _must_own(db, patron, policy, hold_id)
-        location = form.get("location")
-        if str(form.get("pickup")) != str(current.pickup_branch_id) and str(location or "") == str(
-            current.pickup_location_id or ""
-        ):
-            # Only the library was changed: the counter still selected belongs to the old one.
-            location = ""
         choice = await holds.check_request(
             db,
             patron.id,
             policy,
             pickup=form.get("pickup"),
-            location=location,
+            location=holds.location_for_pickup(current, form.get("pickup"), form.get("location")),
             contact=current.contact,
             email=current.email_id,
         )
@@ -387,6 +372,16 @@ async def resume(
         lambda: holds.resume(db, patron.id, hold_id),
         N_("Your hold is active again."),
     )
+
+
+async def _hold_or_404(
+    db: AsyncSession, patron: SessionPatron, policy: Policy, hold_id: int
+) -> holds.HoldView:
+    """One of this patron's holds for a page; another patron's (or none) is 404."""
+    try:
+        return await _must_own(db, patron, policy, hold_id)
+    except holds.HoldNotFound as exc:
+        raise NotFoundException() from exc
 
 
 async def _must_own(db: AsyncSession, patron: SessionPatron, policy: Policy, hold_id: int) -> holds.HoldView:

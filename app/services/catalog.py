@@ -25,7 +25,6 @@ from app.i18n import N_
 from app.models import MATERIAL_TYPES, Bib, Branch, Hold, Item, Loan, Series
 from app.reads import Read, dialect_name, sql_rows
 from app.services.search_text import (
-    Query,
     bigram_text,
     char_text,
     term_expression,
@@ -333,14 +332,10 @@ async def reindex_bibs(session: AsyncSession, bib_ids: Sequence[int]) -> None:
 NOTHING = "\x00nothing"  # a match expression that no index row can satisfy
 
 
-def _match_expression(params: SearchParams, dialect: str = "sqlite", rank: bool = False) -> str | None:
-    """The search's match expression; with rank=True, PostgreSQL's expression for ts_rank."""
+def _match_expressions(params: SearchParams, dialect: str = "sqlite") -> tuple[str | None, str | None]:
+    """The search's match expression, and PostgreSQL's expression for ts_rank (Query.rank)."""
     build = tsquery_expression if dialect == "postgresql" else term_expression
-
-    def pick(query: Query) -> str | None:
-        return (query.rank or query.expression) if rank else query.expression
-
-    parts = [pick(build(params.q))]
+    queries = [build(params.q)]
     for column, value in (
         ("title", params.title),
         ("author", params.author),
@@ -348,13 +343,18 @@ def _match_expression(params: SearchParams, dialect: str = "sqlite", rank: bool 
         ("subject", params.subject),
     ):
         if value:
-            expression = pick(build(value, column))
-            if expression is None:
-                return NOTHING  # a field was filled but holds nothing searchable: no results
-            parts.append(expression)
-    found = [p for p in parts if p]
+            query = build(value, column)
+            if query.expression is None:
+                return NOTHING, NOTHING  # a field was filled but holds nothing searchable: no results
+            queries.append(query)
+    found = [q for q in queries if q.expression]
+    if not found:
+        return None, None
     joiner = " & " if dialect == "postgresql" else " AND "
-    return joiner.join(f"({p})" for p in found) if found else None
+    return (
+        joiner.join(f"({q.expression})" for q in found),
+        joiner.join(f"({q.rank or q.expression})" for q in found),
+    )
 
 
 def _filters(params: SearchParams, key: str) -> tuple[list[str], dict[str, object]]:
@@ -422,7 +422,7 @@ def key_query(params: SearchParams, dialect: str = "sqlite") -> KeyQuery | None:
     """
     if params.is_empty:
         return None
-    match = _match_expression(params, dialect)
+    match, rank = _match_expressions(params, dialect)
     if match == NOTHING or (match is None and not params.is_advanced):
         return None
     if match is not None:
@@ -430,7 +430,7 @@ def key_query(params: SearchParams, dialect: str = "sqlite") -> KeyQuery | None:
             clauses, binds = _filters(params, "key")
             where = " AND ".join(["doc @@ CAST(:match AS tsquery)", *clauses])
             binds["match"] = match
-            binds["rank"] = _match_expression(params, dialect, rank=True)
+            binds["rank"] = rank
             base = f"SELECT key AS k FROM bib_search WHERE {where}"
             return KeyQuery(
                 base,

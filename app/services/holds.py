@@ -503,6 +503,16 @@ async def cancel(session: AsyncSession, patron_id: int, hold_id: int, *, now: dt
     )
 
 
+def location_for_pickup(current: HoldView, pickup: object, location: object) -> object:
+    """The counter asked for when a hold's pickup changes: if only the library was changed, the
+    counter still selected is the old library's, so the new library's main counter is meant."""
+    if str(pickup) != str(current.pickup_branch_id) and str(location or "") == str(
+        current.pickup_location_id or ""
+    ):
+        return ""
+    return location
+
+
 async def change_pickup(session: AsyncSession, patron_id: int, hold_id: int, request: HoldRequest) -> None:
     await _change_waiting(
         session,

@@ -334,3 +334,14 @@ async def test_suspended_holds_are_skipped_but_keep_their_place(db: AsyncSession
     assert nxt is not None and nxt.patron_id == taro.id
     later = await holds.next_hold_for_item(db, ginga, today=TODAY + dt.timedelta(days=10))
     assert later is not None and later.id == sato_hold.id
+
+
+def test_changing_only_the_library_drops_the_old_librarys_counter() -> None:
+    from dataclasses import fields
+
+    values = {f.name: None for f in fields(holds.HoldView)}
+    current = holds.HoldView(**{**values, "pickup_branch_id": 1, "pickup_location_id": 7})  # type: ignore[arg-type]
+    assert holds.location_for_pickup(current, "2", "7") == ""  # the old counter, left as it was
+    assert holds.location_for_pickup(current, "2", "9") == "9"  # a counter chosen for the new library
+    assert holds.location_for_pickup(current, "1", "8") == "8"  # same library, another counter
+    assert holds.location_for_pickup(current, "1", "7") == "7"
