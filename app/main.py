@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -272,17 +273,25 @@ def _error_page(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
+    """The app for `settings`. What is built here depends only on `construction_key(settings)`;
+    the database, Redis and the paths are opened at start-up from `app.state.settings`, so one app
+    can be started again with another database (the tests do, one per test)."""
     resolve_dependencies_in_order()
     settings = settings or get_settings()
     policy = get_policy(settings.library_policy)
-    # Timeouts: a Redis that hangs (not just refuses) must turn into a 503 within seconds, not a
-    # request that waits forever.
-    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-    session_store = SessionStore(
-        redis, namespace=f"{settings.redis_namespace}:sessions", handle_client_shutdown=False
-    )
 
     async def on_startup(app: Litestar) -> None:
+        settings = app.state.settings
+        # Timeouts: a Redis that hangs (not just refuses) must turn into a 503 within seconds, not
+        # a request that waits forever.
+        redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        app.stores.register(
+            "sessions",
+            SessionStore(
+                redis, namespace=f"{settings.redis_namespace}:sessions", handle_client_shutdown=False
+            ),
+            allow_override=True,
+        )
         engine = make_engine(settings.database_url, inline_writes=True, lock_timeout=settings.db_lock_timeout)
         read_engine = make_engine(settings.database_url, inline_reads=True) if settings.is_sqlite else engine
         app.state.engine, app.state.read_engine = engine, read_engine
@@ -294,7 +303,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.read_sessionmaker = make_sessionmaker(read_engine, info=app.state.read_info)
         app.state.redis = redis
         app.state.limiter = RateLimiter(redis, settings.redis_namespace)
-        app.state.settings = settings
         app.state.arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
         template_engine.engine.globals["url_for"] = _cached_url_for(app)
 
@@ -304,7 +312,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await app.state.read_engine.dispose()
         if app.state.read_info:
             reads.close_shared_reader(app.state.read_info)
-        await redis.aclose()
+        await app.state.redis.aclose()
 
     template_engine = JinjaTemplateEngine.from_environment(_jinja_env())
 
@@ -354,7 +362,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             cookie_samesite="lax",
             exclude=["/static"],
         ),
-        stores={"sessions": session_store},
         before_request=before_request,
         exception_handlers={
             LoginRequired: _login_redirect,
@@ -374,3 +381,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         signature_types=[AsyncSession],
     )
     return app
+
+
+def construction_key(settings: Settings) -> Settings:
+    """The settings `create_app` builds from (the rest are read at each start-up): apps whose keys
+    are equal differ only once started, so an app may be reused for another database."""
+    return replace(
+        settings, database_url="", redis_url="", redis_namespace="", var_dir=Path(), smtp_host="", smtp_port=0
+    )
