@@ -90,7 +90,7 @@ async def calendar_month(request: Request, db: NamedDependency[AsyncSession]) ->
         request,
         "pages/calendar.html",
         block="calendar",
-        month=await news.month(db, first),
+        month=await news.month(db, first, today),
         prev_month=_shift(first, -1).isoformat()[:7],
         next_month=_shift(first, 1).isoformat()[:7],
         headers={"Cache-Control": "private, max-age=300"},

@@ -249,16 +249,31 @@ class Month:
     first: dt.date
     weeks: list[list[CalendarDay | None]]
     branches: list[tuple[str, str, list[dt.date]]]  # each branch's closed days this month
+    coming: list[CalendarDay] = field(default_factory=list)  # events just after this month (COMING_DAYS)
 
     @property
     def days(self) -> list[CalendarDay]:
         return [d for week in self.weeks for d in week if d is not None]
 
+    @property
+    def events(self) -> list[CalendarDay]:
+        """The days with events, this month's then those coming just after it."""
+        return [d for d in self.days if d.events] + self.coming
 
-async def month(session: AsyncSession, first: dt.date) -> Month:
-    """The library calendar for the month starting at `first`: weeks from Sunday, as Japanese calendars do."""
+
+COMING_DAYS = 14
+
+
+async def month(session: AsyncSession, first: dt.date, today: dt.date | None = None) -> Month:
+    """The library calendar for the month starting at `first`: weeks from Sunday, as Japanese calendars do.
+
+    When `today` falls in that month, the events of the COMING_DAYS after today that fall in the
+    next month are listed too (`coming`): on the 29th, next Saturday's story time is still news."""
     first = first.replace(day=1)
     last = first.replace(day=pycalendar.monthrange(first.year, first.month)[1])
+    events_until = (
+        max(last, today + dt.timedelta(days=COMING_DAYS)) if today and first <= today <= last else last
+    )
     branches = (
         await session.execute(
             select(Branch.id, Branch.name_ja, Branch.name_en, Branch.closed_weekdays).order_by(Branch.id)
@@ -275,7 +290,7 @@ async def month(session: AsyncSession, first: dt.date) -> Month:
                 LibraryEvent.day, LibraryEvent.title_ja, LibraryEvent.title_en, Branch.name_ja, Branch.name_en
             )
             .outerjoin(Branch, Branch.id == LibraryEvent.branch_id)
-            .where(LibraryEvent.day.between(first, last))
+            .where(LibraryEvent.day.between(first, events_until))
             .order_by(LibraryEvent.day, LibraryEvent.id)
         )
     ).all()
@@ -291,9 +306,13 @@ async def month(session: AsyncSession, first: dt.date) -> Month:
         for d in closed:
             days[d].closed.append((ja, en))
         per_branch.append((ja, en, closed))
+    coming: dict[dt.date, CalendarDay] = {}
     for day, title_ja, title_en, branch_ja, branch_en in events:
-        days[day].events.append((title_ja, title_en or title_ja, branch_ja or "", branch_en or ""))
+        target = days[day] if day <= last else coming.setdefault(day, CalendarDay(day))
+        target.events.append((title_ja, title_en or title_ja, branch_ja or "", branch_en or ""))
     lead = first.isoweekday() % 7  # Sunday = 0
     cells: list[CalendarDay | None] = [None] * lead + [days[d] for d in sorted(days)]
     cells += [None] * (-len(cells) % 7)
-    return Month(first, [cells[i : i + 7] for i in range(0, len(cells), 7)], per_branch)
+    return Month(
+        first, [cells[i : i + 7] for i in range(0, len(cells), 7)], per_branch, list(coming.values())
+    )

@@ -365,6 +365,32 @@ async def test_news_is_shown_and_mailed_to_subscribers_only(
     assert dash.text.index("臨時休館のお知らせ") < dash.text.index('id="dash-loans"')
 
 
+async def test_calendar_lists_the_events_just_after_the_month_at_its_end(
+    client: AsyncTestClient, db: AsyncSession
+) -> None:
+    """On 28 January, story time on 6 February is still listed (the next 14 days); 20 February is not."""
+    db.add(
+        LibraryEvent(branch_id=None, day=dt.date(2027, 2, 6), title_ja="折り紙教室", title_en="Origami class")
+    )
+    db.add(
+        LibraryEvent(branch_id=None, day=dt.date(2027, 2, 20), title_ja="遠い催し", title_en="Far-off fair")
+    )
+    await db.commit()
+    clock.set_today(dt.date(2027, 1, 28))
+    try:
+        this_month = (await client.get("/calendar?lang=en")).text
+        assert "January 2027" in this_month
+        events = this_month.split('id="events"', 1)[1]
+        assert "Origami class" in events and "Far-off fair" not in events
+        assert "2027-02-20" not in this_month
+        # Another month lists only its own events; February's grid marks both.
+        assert 'id="events"' not in (await client.get("/calendar?month=2027-03&lang=en")).text
+        february = (await client.get("/calendar?month=2027-02&lang=en")).text
+        assert "Origami class" in february and "Far-off fair" in february
+    finally:
+        clock.set_today(None)
+
+
 async def test_dashboard_overdue_first_calendar_and_cancelled_holds(
     client: AsyncTestClient, db: AsyncSession
 ) -> None:
