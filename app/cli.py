@@ -1,4 +1,4 @@
-"""`python -m app ...`: serve, worker, migrate, demo-data, import-catalogue, jobs run, mailbox."""
+"""`python -m app ...`: serve, worker, migrate, demo-data, import-catalogue, reindex, jobs run, mailbox."""
 
 from __future__ import annotations
 
@@ -38,6 +38,20 @@ async def _demo_data() -> None:
         counts = await load_demo(session, clock.today())
     print(f"Demo library ready: {counts['branches']} branches, {counts['bibs']} titles.")
     print("Log in with card 100000017 / password hanako-2026 (see README for the others).")
+
+
+async def _reindex() -> None:
+    import time
+
+    from app.db import session_scope
+    from app.services.catalog import reindex_all_sync
+    from app.settings import get_settings
+
+    started = time.perf_counter()
+    async with session_scope(get_settings().database_url) as session:
+        titles = await session.run_sync(lambda sync: reindex_all_sync(sync.connection()))
+        await session.commit()
+    print(f"Search index rebuilt: {titles} titles in {time.perf_counter() - started:.1f} s.")
 
 
 async def _import_catalogue(paths: list[str]) -> int:
@@ -178,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo-data", help="load the demo library (idempotent)")
     p_import = sub.add_parser("import-catalogue", help="import MARC 21, MARCXML or CSV files (idempotent)")
     p_import.add_argument("files", nargs="+", metavar="FILE")
+    sub.add_parser("reindex", help="rebuild the catalogue search index (searches go on meanwhile)")
     p_jobs = sub.add_parser("jobs", help="the daily work (pickup mails, expiry, reminders) for a given day")
     jobs_sub = p_jobs.add_subparsers(dest="jobs_command", required=True)
     p_run = jobs_sub.add_parser("run", help="run the day's jobs as of --date")
@@ -211,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_demo_data())
         elif args.command == "import-catalogue":
             return asyncio.run(_import_catalogue(args.files))
+        elif args.command == "reindex":
+            asyncio.run(_reindex())
         elif args.command == "jobs":
             return asyncio.run(_jobs_run(args.date, not args.no_send))
         elif args.command == "serve":

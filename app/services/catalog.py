@@ -282,10 +282,9 @@ def _write_index(conn: Connection, rows: Sequence[dict]) -> None:  # type: ignor
 
 def reindex_all_sync(conn: Connection, batch: int = 5000) -> int:
     """Rebuild the whole index (migrations, `python -m app reindex`)."""
-    postgres = conn.dialect.name == "postgresql"
-    conn.execute(text("DELETE FROM bib_search" if postgres else "DELETE FROM bib_fts"))
-    if postgres:  # a GIN index is built far faster once over all rows than row by row
-        conn.execute(text("DROP INDEX IF EXISTS ix_bib_search_doc"))
+    if conn.dialect.name == "postgresql":
+        return _reindex_all_postgres(conn, batch)
+    conn.execute(text("DELETE FROM bib_fts"))
     conn.execute(text("UPDATE bibs SET search_key = NULL"))
     last, total = 0, 0
     while True:
@@ -296,17 +295,56 @@ def reindex_all_sync(conn: Connection, batch: int = 5000) -> int:
             )
         ]
         if not rows:
-            if postgres:
-                # GIN builds in memory, spilling to disk beyond this (PostgreSQL's default is 64 MB).
-                conn.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
-                conn.execute(text(PG_SEARCH_INDEX))
-                conn.execute(text("ANALYZE bib_search"))  # fresh statistics for the planner
-            else:
-                # Merge the index's segments once after a bulk build: later reads touch fewer pages.
-                conn.execute(text("INSERT INTO bib_fts(bib_fts) VALUES ('optimize')"))
+            # Merge the index's segments once after a bulk build: later reads touch fewer pages.
+            conn.execute(text("INSERT INTO bib_fts(bib_fts) VALUES ('optimize')"))
             return total
         _write_index(conn, rows)
         last, total = rows[-1]["id"], total + len(rows)
+
+
+def _reindex_all_postgres(conn: Connection, batch: int) -> int:
+    """PostgreSQL: a new table is filled in key order, indexed, then put in place of the old one.
+
+    In key order, the table holds the rows as a broad search walks them (newest first, down the key
+    index): a page of results reads a few neighbouring table pages, not one page per title tested
+    (1 M titles, a word in one title in 275: 12 → 3 ms). Searches read the old table until the
+    swap at commit, and no dead rows are left behind."""
+    conn.execute(text("DROP TABLE IF EXISTS bib_search_new"))
+    conn.execute(text("CREATE TABLE bib_search_new (key BIGINT NOT NULL, doc TSVECTOR NOT NULL)"))
+    ids = [
+        row[0]
+        for row in conn.execute(
+            text("SELECT id FROM bibs ORDER BY least(greatest(coalesce(pub_year, 0), 0), 9999), id")
+        )
+    ]
+    for start in range(0, len(ids), batch):
+        chunk = ",".join(str(int(i)) for i in ids[start : start + batch])
+        rows = [dict(r._mapping) for r in conn.execute(text(_INDEX_SOURCE + f" WHERE b.id IN ({chunk})"))]
+        values = sorted(((index_values(r), r["id"]) for r in rows), key=lambda pair: pair[0]["rowid"])
+        conn.execute(
+            text(_PG_INSERT.replace("bib_search", "bib_search_new")),
+            [{"rowid": v["rowid"], "doc": tsvector_literal(v)} for v, _ in values],
+        )
+        conn.execute(
+            text("UPDATE bibs SET search_key = :rowid WHERE id = :id"),
+            [{"rowid": v["rowid"], "id": bib_id} for v, bib_id in values],
+        )
+    # GIN builds in memory, spilling to disk beyond this (PostgreSQL's default is 64 MB).
+    conn.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
+    conn.execute(text("ALTER TABLE bib_search_new ADD CONSTRAINT bib_search_new_pkey PRIMARY KEY (key)"))
+    conn.execute(
+        text(
+            PG_SEARCH_INDEX.replace("ix_bib_search_doc", "ix_bib_search_new_doc").replace(
+                "ON bib_search ", "ON bib_search_new "
+            )
+        )
+    )
+    conn.execute(text("DROP TABLE bib_search"))
+    conn.execute(text("ALTER TABLE bib_search_new RENAME TO bib_search"))
+    conn.execute(text("ALTER TABLE bib_search RENAME CONSTRAINT bib_search_new_pkey TO bib_search_pkey"))
+    conn.execute(text("ALTER INDEX ix_bib_search_new_doc RENAME TO ix_bib_search_doc"))
+    conn.execute(text("ANALYZE bib_search"))  # fresh statistics for the planner
+    return len(ids)
 
 
 async def reindex_bibs(session: AsyncSession, bib_ids: Sequence[int]) -> None:

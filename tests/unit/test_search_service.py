@@ -1,12 +1,18 @@
 """Catalogue search: Japanese substrings and readings, English prefixes, filters, hostile input."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Bib, Branch
 from app.services import catalog
 from app.services.search_text import bigram_text, normalize, term_expression
+from tests.support import sync_engine
 
 
 def test_normalisation_folds_katakana_and_full_width() -> None:
@@ -162,6 +168,45 @@ async def test_index_follows_updates(db: AsyncSession) -> None:
     assert "心 新装版" in await _titles(db, q="しんそう")
     assert "心 新装版" in await _titles(db, q="新装", year_from="2025")
     assert "こころ" not in await _titles(db, q="こころ")
+
+
+def test_a_full_reindex_writes_every_title_in_key_order(database_url: str) -> None:
+    """After `reindex`, every title is found again; on PostgreSQL the table holds the rows in key
+    order (newest last), the order the search walks them (migration 0015)."""
+    engine = sync_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            bibs = connection.scalar(text("SELECT count(*) FROM bibs"))
+            # Out of order first: a newer edition of an old title gets the highest key.
+            connection.execute(text("UPDATE bibs SET pub_year = 2099 WHERE id = (SELECT min(id) FROM bibs)"))
+            assert catalog.reindex_all_sync(connection) == bibs
+        with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                physical = connection.scalars(text("SELECT key FROM bib_search ORDER BY ctid")).all()
+            else:
+                physical = connection.scalars(text("SELECT rowid FROM bib_fts")).all()
+            keys = connection.scalars(text("SELECT search_key FROM bibs")).all()
+    finally:
+        engine.dispose()
+    assert len(physical) == bibs and sorted(keys) == physical
+    assert physical[-1] >> 32 == 2099
+
+
+def test_reindex_command_rebuilds_the_index(database_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url, "VAR_DIR": str(tmp_path), "APP_ENV": "test"}
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "reindex"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    engine = sync_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            bibs = connection.scalar(text("SELECT count(*) FROM bibs"))
+            table = "bib_search" if connection.dialect.name == "postgresql" else "bib_fts"
+            indexed = connection.scalar(text(f"SELECT count(*) FROM {table}"))
+    finally:
+        engine.dispose()
+    assert f"Search index rebuilt: {bibs} titles in " in done.stdout and indexed == bibs
 
 
 async def test_detail_has_holdings_series_and_waiting(db: AsyncSession) -> None:
