@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -258,6 +259,31 @@ _INSERT = (
 # merges it, which made searches ten times slower after an import.
 PG_SEARCH_INDEX = "CREATE INDEX ix_bib_search_doc ON bib_search USING gin (doc) WITH (fastupdate = off)"
 _PG_INSERT = "INSERT INTO bib_search (key, doc) VALUES (:rowid, CAST(:doc AS tsvector))"
+# The newest titles get a GIN index of their own (build_recent_index): counting a common kana reading
+# to 1 001 there reads a tenth of the posting lists the whole index has.
+RECENT_ROWS = 100_000
+RECENT_INDEX = "ix_bib_search_recent"
+
+
+def build_recent_index(conn: Connection) -> int | None:
+    """PostgreSQL: (re)build the GIN index over the newest RECENT_ROWS keys; its lowest key, or None
+    when the catalogue is small enough for the whole index (under twice that many titles)."""
+    conn.execute(text(f"DROP INDEX IF EXISTS {RECENT_INDEX}"))
+    threshold = conn.scalar(
+        text(f"SELECT key FROM bib_search ORDER BY key DESC OFFSET {RECENT_ROWS} LIMIT 1")
+    )
+    if (
+        threshold is None
+        or conn.scalar(text(f"SELECT 1 FROM bib_search OFFSET {2 * RECENT_ROWS} LIMIT 1")) is None
+    ):
+        return None
+    conn.execute(
+        text(
+            f"CREATE INDEX {RECENT_INDEX} ON bib_search USING gin (doc) WITH (fastupdate = off) "
+            f"WHERE key >= {int(threshold)}"
+        )
+    )
+    return int(threshold)
 
 
 def _write_index(conn: Connection, rows: Sequence[dict]) -> None:  # type: ignore[type-arg]
@@ -343,6 +369,7 @@ def _reindex_all_postgres(conn: Connection, batch: int) -> int:
     conn.execute(text("ALTER TABLE bib_search_new RENAME TO bib_search"))
     conn.execute(text("ALTER TABLE bib_search RENAME CONSTRAINT bib_search_new_pkey TO bib_search_pkey"))
     conn.execute(text("ALTER INDEX ix_bib_search_new_doc RENAME TO ix_bib_search_doc"))
+    build_recent_index(conn)
     conn.execute(text("ANALYZE bib_search"))  # fresh statistics for the planner
     return len(ids)
 
@@ -531,11 +558,38 @@ async def _walk_count(session: AsyncSession, query: KeyQuery) -> int | None:
     probe = f"SELECT count(*) AS n FROM ({query.walked.format(rows=PROBE_ROWS)}) AS probe"
     sampled = (await sql_rows(session, probe, query.binds))[0].n
     if sampled * 40 < PROBE_ROWS:
-        return None
+        return await _recent_count(session, query) if sampled else None
     needed = 2 * (COUNT_CAP + 1) * PROBE_ROWS // sampled
     rows = next((bound for bound in WALK_ROWS if bound >= needed), WALK_ROWS[-1])
     walk = f"SELECT count(*) AS n FROM ({query.walked.format(rows=rows)} LIMIT {COUNT_CAP + 1}) AS capped"
     counted = (await sql_rows(session, walk, query.binds))[0].n
+    return counted if counted > COUNT_CAP else None
+
+
+_RECENT_THRESHOLD: list[Any] = [None, -1.0]  # [lowest key of RECENT_INDEX or None, read at (monotonic s)]
+_RECENT_TTL = 600.0
+_RECENT_PREDICATE = (
+    "SELECT pg_get_expr(i.indpred, i.indrelid) AS predicate FROM pg_index i "
+    f"JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = '{RECENT_INDEX}'"
+)
+
+
+async def _recent_count(session: AsyncSession, query: KeyQuery) -> int | None:
+    """PostgreSQL, a long phrase too sparse among the newest 2 000 to walk for: more than COUNT_CAP
+    matches among the newest titles, through their own GIN index (a common reading at 1 M titles:
+    17 → 5 ms), or None (then the whole index counts). The index's lowest key is read from its
+    definition every ten minutes: a stale value only means the whole index counts meanwhile."""
+    threshold, read_at = _RECENT_THRESHOLD
+    if time.monotonic() - read_at > _RECENT_TTL:
+        rows = await sql_rows(session, _RECENT_PREDICATE)
+        found = re.search(r"key >= '?(\d+)", rows[0].predicate) if rows else None
+        threshold = int(found.group(1)) if found else None
+        _RECENT_THRESHOLD[:] = [threshold, time.monotonic()]
+    if threshold is None:
+        return None
+    recent = f"{query.base} AND key >= {int(threshold)} LIMIT {COUNT_CAP + 1}"
+    recent = f"SELECT count(*) AS n FROM ({recent}) AS capped"
+    counted = (await sql_rows(session, recent, query.binds))[0].n
     return counted if counted > COUNT_CAP else None
 
 

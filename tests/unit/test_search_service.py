@@ -266,3 +266,45 @@ async def test_a_long_phrase_among_the_newest_titles_is_counted_exactly(db: Asyn
     assert page.total == 61 and not page.total_capped
     page = await catalog.search(db, catalog.parse_params({"q": "みなとまちのち"}, []))
     assert page.total == 1 and [h.title for h in page.hits] == ["みなとまちの地図"]
+
+
+async def test_a_sparse_long_phrase_is_counted_among_the_newest_through_their_own_index(
+    db: AsyncSession, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: a long phrase too rare among the newest titles to walk for, but common enough,
+    is counted past the cap through the newest titles' own GIN index (catalog.build_recent_index)."""
+    if db.bind.dialect.name != "postgresql":
+        pytest.skip("the newest titles' own GIN index is PostgreSQL's; SQLite's FTS5 counts by rowid")
+    engine = sync_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            assert catalog.build_recent_index(connection) is None  # the demo is small: no such index
+    finally:
+        engine.dispose()
+    monkeypatch.setattr(catalog, "PROBE_ROWS", 100)
+    monkeypatch.setattr(catalog, "RECENT_ROWS", 150)
+    monkeypatch.setattr(catalog, "COUNT_CAP", 20)
+    monkeypatch.setattr(catalog, "_RECENT_THRESHOLD", [None, -1.0])
+    db.add_all(
+        Bib(title=f"みなとまちの記録 {n}", title_reading="みなとまちのきろく", pub_year=2025)
+        for n in range(60)
+    )
+    db.add(Bib(title="みなとまちの記録 最新", title_reading="みなとまちのきろく", pub_year=2026))
+    db.add_all(Bib(title=f"別の本 {n}", title_reading="べつのほん", pub_year=2026) for n in range(99))
+    await db.commit()
+    await catalog.reindex_bibs(db, list((await db.scalars(select(Bib.id).where(Bib.pub_year >= 2025))).all()))
+    await db.commit()
+    engine = sync_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            threshold = catalog.build_recent_index(connection)
+            connection.execute(text("ANALYZE bib_search"))
+    finally:
+        engine.dispose()
+    assert threshold is not None and threshold >> 32 == 2025
+    query = catalog.key_query(catalog.parse_params({"q": "みなとまち"}, []), "postgresql")
+    assert query is not None and query.walked
+    assert await catalog._recent_count(db, query) == 21  # past the cap among the newest 150
+    assert catalog._RECENT_THRESHOLD[0] == threshold
+    page = await catalog.search(db, catalog.parse_params({"q": "みなとまち"}, []))
+    assert page.total == 20 and page.total_capped and page.hits[0].title == "みなとまちの記録 最新"
