@@ -255,10 +255,17 @@ _INSERT = (
 )
 
 
-# No pending list (fastupdate off): a pending list is scanned linearly by every query until VACUUM
-# merges it, which made searches ten times slower after an import.
-PG_SEARCH_INDEX = "CREATE INDEX ix_bib_search_doc ON bib_search USING gin (doc) WITH (fastupdate = off)"
-_PG_INSERT = "INSERT INTO bib_search (key, doc) VALUES (:rowid, CAST(:doc AS tsvector))"
+def _gin_index(name: str, table: str = "bib_search", where: str = "") -> str:
+    """The GIN index statement. No pending list (fastupdate off): a pending list is scanned
+    linearly by every query until VACUUM merges it, which made searches ten times slower after an
+    import."""
+    return f"CREATE INDEX {name} ON {table} USING gin (doc) WITH (fastupdate = off)" + (
+        f" WHERE {where}" if where else ""
+    )
+
+
+PG_SEARCH_INDEX = _gin_index("ix_bib_search_doc")
+_PG_INSERT = "INSERT INTO {table} (key, doc) VALUES (:rowid, CAST(:doc AS tsvector))"
 # The newest titles get a GIN index of their own (build_recent_index): counting a common kana reading
 # to 1 001 there reads a tenth of the posting lists the whole index has.
 RECENT_ROWS = 100_000
@@ -277,26 +284,29 @@ def build_recent_index(conn: Connection) -> int | None:
         or conn.scalar(text(f"SELECT 1 FROM bib_search OFFSET {2 * RECENT_ROWS} LIMIT 1")) is None
     ):
         return None
-    conn.execute(
-        text(
-            f"CREATE INDEX {RECENT_INDEX} ON bib_search USING gin (doc) WITH (fastupdate = off) "
-            f"WHERE key >= {int(threshold)}"
-        )
-    )
+    conn.execute(text(_gin_index(RECENT_INDEX, where=f"key >= {int(threshold)}")))
     return int(threshold)
 
 
-def _write_index(conn: Connection, rows: Sequence[dict]) -> None:  # type: ignore[type-arg]
+def _write_index(
+    conn: Connection,
+    rows: Sequence[dict],  # type: ignore[type-arg]
+    pg_table: str = "bib_search",
+    fresh: bool = False,
+) -> None:
+    """Index `rows` (from _INDEX_SOURCE), replacing their old entries unless the table is `fresh`
+    (holds none of them), and record each bib's key."""
     postgres = conn.dialect.name == "postgresql"
-    stale = [{"k": r["search_key"]} for r in rows if r["search_key"] is not None]
+    stale = [] if fresh else [{"k": r["search_key"]} for r in rows if r["search_key"] is not None]
     if stale:
-        table, key = ("bib_search", "key") if postgres else ("bib_fts", "rowid")
+        table, key = (pg_table, "key") if postgres else ("bib_fts", "rowid")
         conn.execute(text(f"DELETE FROM {table} WHERE {key} = :k"), stale)
     values = [index_values(r) for r in rows]
     if values:
         if postgres:
             conn.execute(
-                text(_PG_INSERT), [{"rowid": v["rowid"], "doc": tsvector_literal(v)} for v in values]
+                text(_PG_INSERT.format(table=pg_table)),
+                [{"rowid": v["rowid"], "doc": tsvector_literal(v)} for v in values],
             )
         else:
             conn.execute(text(_INSERT), values)
@@ -346,25 +356,12 @@ def _reindex_all_postgres(conn: Connection, batch: int) -> int:
     for start in range(0, len(ids), batch):
         chunk = ",".join(str(int(i)) for i in ids[start : start + batch])
         rows = [dict(r._mapping) for r in conn.execute(text(_INDEX_SOURCE + f" WHERE b.id IN ({chunk})"))]
-        values = sorted(((index_values(r), r["id"]) for r in rows), key=lambda pair: pair[0]["rowid"])
-        conn.execute(
-            text(_PG_INSERT.replace("bib_search", "bib_search_new")),
-            [{"rowid": v["rowid"], "doc": tsvector_literal(v)} for v, _ in values],
-        )
-        conn.execute(
-            text("UPDATE bibs SET search_key = :rowid WHERE id = :id"),
-            [{"rowid": v["rowid"], "id": bib_id} for v, bib_id in values],
-        )
+        rows.sort(key=lambda r: search_key(r["pub_year"], r["id"]))
+        _write_index(conn, rows, pg_table="bib_search_new", fresh=True)
     # GIN builds in memory, spilling to disk beyond this (PostgreSQL's default is 64 MB).
     conn.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
     conn.execute(text("ALTER TABLE bib_search_new ADD CONSTRAINT bib_search_new_pkey PRIMARY KEY (key)"))
-    conn.execute(
-        text(
-            PG_SEARCH_INDEX.replace("ix_bib_search_doc", "ix_bib_search_new_doc").replace(
-                "ON bib_search ", "ON bib_search_new "
-            )
-        )
-    )
+    conn.execute(text(_gin_index("ix_bib_search_new_doc", "bib_search_new")))
     conn.execute(text("DROP TABLE bib_search"))
     conn.execute(text("ALTER TABLE bib_search_new RENAME TO bib_search"))
     conn.execute(text("ALTER TABLE bib_search RENAME CONSTRAINT bib_search_new_pkey TO bib_search_pkey"))
