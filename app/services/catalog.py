@@ -563,7 +563,9 @@ async def _walk_count(session: AsyncSession, query: KeyQuery) -> int | None:
     return counted if counted > COUNT_CAP else None
 
 
-_RECENT_THRESHOLD: list[Any] = [None, -1.0]  # [lowest key of RECENT_INDEX or None, read at (monotonic s)]
+# [lowest key of RECENT_INDEX or None, read at (monotonic s); -inf: never read]. Not -1: the
+# monotonic clock counts from boot, so for a machine's first ten minutes that meant "fresh".
+_RECENT_THRESHOLD: list[Any] = [None, float("-inf")]
 _RECENT_TTL = 600.0
 _RECENT_PREDICATE = (
     "SELECT pg_get_expr(i.indpred, i.indrelid) AS predicate FROM pg_index i "

@@ -284,7 +284,7 @@ async def test_a_sparse_long_phrase_is_counted_among_the_newest_through_their_ow
     monkeypatch.setattr(catalog, "PROBE_ROWS", 100)
     monkeypatch.setattr(catalog, "RECENT_ROWS", 150)
     monkeypatch.setattr(catalog, "COUNT_CAP", 20)
-    monkeypatch.setattr(catalog, "_RECENT_THRESHOLD", [None, -1.0])
+    monkeypatch.setattr(catalog, "_RECENT_THRESHOLD", [None, float("-inf")])
     db.add_all(
         Bib(title=f"みなとまちの記録 {n}", title_reading="みなとまちのきろく", pub_year=2025)
         for n in range(60)
