@@ -135,7 +135,7 @@ def serve(host: str, port: int, workers: int, server: str = "uvicorn") -> None:
         from granian.constants import Interfaces, Loops
 
         Granian(
-            "app.main:create_app",
+            "app.main:create_server_app",
             factory=True,
             address=host,
             port=port,
@@ -150,7 +150,7 @@ def serve(host: str, port: int, workers: int, server: str = "uvicorn") -> None:
     import uvicorn
 
     uvicorn.run(
-        "app.main:create_app",
+        "app.main:create_server_app",
         factory=True,
         host=host,
         port=port,

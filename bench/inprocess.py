@@ -102,7 +102,8 @@ async def _lifespan(app: Any) -> tuple[asyncio.Task[None], asyncio.Queue[dict[st
         elif message["type"] == "lifespan.startup.failed":
             raise RuntimeError(message.get("message"))
 
-    task = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send))
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    task = asyncio.ensure_future(app(scope, receive, send))
     await inbox.put({"type": "lifespan.startup"})
     await started.wait()
     return task, inbox
@@ -201,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     if fresh:
         _run([sys.executable, "-m", "app", "migrate"], env)
         _run([sys.executable, "-m", "app", "demo-data"], env)
-    os.environ.update({k: env[k] for k in ("APP_ENV", "DATABASE_URL", "VAR_DIR", "REDIS_NAMESPACE", "SECRET_KEY")})
+    names = ("APP_ENV", "DATABASE_URL", "VAR_DIR", "REDIS_NAMESPACE", "SECRET_KEY")
+    os.environ.update({k: env[k] for k in names})
     if fresh:
         asyncio.run(_add_bench_patron(env["DATABASE_URL"]))
     import uvloop
