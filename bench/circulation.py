@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.generate import insert_rows
 from bench.search import drop_postgres, migrate
+from bench.summary import Row
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = dt.date(2026, 6, 10)  # fixed, so every run allocates and notices the same way
@@ -556,7 +557,38 @@ def print_mails(r: MailResult) -> None:
 # ---------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> int:
+def summary_rows(
+    returns: dict[str, list[ReturnTimings]], daily: dict[str, DailyResult], mails: dict[str, MailResult]
+) -> list[Row]:
+    """The circulation rows of the one table (no targets are set for these: figures only)."""
+    rows = []
+    for backend, timings in returns.items():
+        for r in timings:
+            for kind in (ALLOCATED, SHELVED):
+                ms = r.ms.get(kind, [])
+                if ms:
+                    rows.append(
+                        Row(
+                            "circulation",
+                            f"return → {kind}",
+                            backend,
+                            size=f"{r.size:,}",
+                            p50_ms=statistics.median(ms),
+                            tail=f"p95 {_percentile(ms, 95):.2f}",
+                        )
+                    )
+        if backend in daily:
+            d = daily[backend]
+            what = f"daily jobs ({READY_HOLDS:,} ready holds, {OPEN_LOANS:,} loans)"
+            rows.append(Row("circulation", what, backend, rate=f"{d.seconds:.1f} s"))
+        if backend in mails:
+            m = mails[backend]
+            rate = f"{m.queued / m.seconds:.0f}/s"
+            rows.append(Row("circulation", "mails sent", backend, size=f"{m.queued:,}", rate=rate))
+    return rows
+
+
+def main(argv: list[str] | None = None, summary: list[Row] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -638,6 +670,8 @@ def main(argv: list[str] | None = None) -> int:
         print_daily(daily[backend])
         print_mails(mails[backend])
         print()
+    if summary is not None:
+        summary.extend(summary_rows(returns, daily, mails))
     return 0
 
 
