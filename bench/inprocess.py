@@ -18,6 +18,7 @@ import cProfile
 import os
 import pstats
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -198,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         "REDIS_NAMESPACE": f"bench-{os.getpid()}",
         "SECRET_KEY": "k" * 48,
     }
-    fresh = not (tmp / "bench.sqlite3").exists() or "BENCH_DATABASE_URL" in os.environ
+    # A kept database starts each run as it was made (the renew route renews a loan a run).
+    pristine = tmp / "bench.pristine.sqlite3"
+    fresh = not pristine.exists() or "BENCH_DATABASE_URL" in os.environ
     if fresh:
         _run([sys.executable, "-m", "app", "migrate"], env)
         _run([sys.executable, "-m", "app", "demo-data"], env)
@@ -206,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({k: env[k] for k in names})
     if fresh:
         asyncio.run(_add_bench_patron(env["DATABASE_URL"]))
+        if "BENCH_DATABASE_URL" not in os.environ:
+            shutil.copyfile(tmp / "bench.sqlite3", pristine)
+    else:
+        shutil.copyfile(pristine, tmp / "bench.sqlite3")
     import uvloop
 
     uvloop.run(_main(args))

@@ -113,3 +113,38 @@ def test_an_import_by_a_page_with_globals_of_its_own_sees_them() -> None:
     visited = env.get_template("en/visited.txt", globals={"visitor": "Hanako"})
     assert visited.render() == "hello Hanako"
     assert env.get_template("en/page.txt").render() == "hello everyone"
+
+
+def test_calls_from_a_page_reach_macros_functions_and_context_takers_as_jinja_makes_them() -> None:
+    """PageContext calls macros and plain functions directly; what asks for the context still gets it."""
+    from jinja2 import Environment, pass_context, pass_environment
+
+    from app.templating import PageContext
+
+    @pass_context
+    def who(context, suffix):  # type: ignore[no-untyped-def]
+        return context["name"] + suffix
+
+    @pass_environment
+    def env_name(environment):  # type: ignore[no-untyped-def]
+        return type(environment).__name__
+
+    def stops():  # type: ignore[no-untyped-def]
+        raise StopIteration
+
+    class Shout:
+        def loud(self, text: str) -> str:
+            return text.upper()
+
+    source = (
+        "{% macro card(x, tail='') %}<{{ x }}{{ tail }}>{% endmacro %}"
+        "{% for n in [1, 2] %}{{ card(n, tail='!') }}{{ plain(n) }}{{ who('?') }}{% endfor %}"
+        "|{{ env_name() }}|{{ shout.loud('a<b') }}|{{ stops() }}|{{ (lambda_ or plain)(3) }}"
+    )
+    page_env = Environment(autoescape=True)
+    page_env.context_class = PageContext
+    jinja_env = Environment(autoescape=True)
+    names = {"plain": lambda n: n * 10, "who": who, "env_name": env_name, "stops": stops, "shout": Shout()}
+    ours = page_env.from_string(source).render(name="Hanako", **names)
+    theirs = jinja_env.from_string(source).render(name="Hanako", **names)
+    assert ours == theirs == "<1!>10Hanako?<2!>20Hanako?|Environment|A&lt;B||30"
