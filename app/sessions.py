@@ -99,7 +99,10 @@ class SessionStore(RedisStore):
         if not renew_for:
             return await super().get(key)
         seconds = int(renew_for.total_seconds()) if isinstance(renew_for, timedelta) else renew_for
-        return cast("bytes | None", await self._redis.getex(self._make_key(key), ex=seconds))
+        # The command itself: redis-py's getex() first checks its five exclusive options in Python.
+        return cast(
+            "bytes | None", await self._redis.execute_command("GETEX", self._make_key(key), "EX", seconds)
+        )
 
 
 class RotatingSessionConfig(ServerSideSessionConfig):
