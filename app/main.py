@@ -31,13 +31,13 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import i18n, reads
 from app.db import is_busy, make_engine, make_sessionmaker
 from app.policy import get_policy
+from app.redisconn import make_redis
 from app.routes import ROUTES
 from app.routes._deps import (
     LoginRequired,
@@ -285,7 +285,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings = app.state.settings
         # Timeouts: a Redis that hangs (not just refuses) must turn into a 503 within seconds, not
         # a request that waits forever.
-        redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        redis = make_redis(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         app.stores.register(
             "sessions",
             SessionStore(
@@ -305,7 +305,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.redis = redis
         app.state.limiter = RateLimiter(redis, settings.redis_namespace)
         app.state.arq = await create_pool(RedisSettings.from_dsn(settings.redis_url))
-        template_engine.engine.globals["url_for"] = _cached_url_for(app)
 
     async def on_shutdown(app: Litestar) -> None:
         await app.state.arq.aclose()
@@ -381,6 +380,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=State({"settings": settings, "policy": policy}),
         signature_types=[AsyncSession],
     )
+    # Every global is set before the first page is compiled: pages copy them once (PageTemplate).
+    template_engine.engine.globals["url_for"] = _cached_url_for(app)
     return app
 
 

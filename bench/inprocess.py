@@ -7,7 +7,8 @@ printed, with each route's ratio to the bare template route.
 
     python -m bench.inprocess [--rounds 30] [--calls 50] [--only loans,search] [--profile loans]
 
-`--profile ROUTE` runs that route under cProfile instead and prints the top functions.
+`--profile ROUTE` runs that route under cProfile instead and prints the top functions; with
+`--sampled` it only runs it in a loop, for `py-spy record --pid` (no cProfile overhead).
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ async def _routes(client: _Client) -> dict[str, tuple[str, str, dict[str, str], 
         "bare": ("GET", "/healthz", {}, b""),
         "template": ("GET", "/healthz/page", {}, b""),
         "login": ("GET", "/login", {}, b""),
+        # The fixed part of a patron's page: the session read and the header's cart link, no SQL.
+        "cart-link": ("GET", "/cart/link", {"hx-request": "true"}, b""),
+        "cart-page": ("GET", "/cart", {}, b""),
         "dashboard": ("GET", "/mylibrary", {}, b""),
         "loans": ("GET", "/loans", {}, b""),
         "holds": ("GET", "/holds", {}, b""),
@@ -152,12 +156,17 @@ async def _main(args: argparse.Namespace) -> None:
         assert status < 400, (name, status)
     if args.profile:
         method, path, headers, body = routes[args.profile]
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(args.calls * args.rounds):
-            await client.request(method, path, headers, body)
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+        if args.sampled:  # for a sampling profiler attached from outside (py-spy record --pid)
+            print(f"pid {os.getpid()}: {args.profile} in a loop", flush=True)
+            for _ in range(args.calls * args.rounds):
+                await client.request(method, path, headers, body)
+        else:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(args.calls * args.rounds):
+                await client.request(method, path, headers, body)
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
     else:
         samples: dict[str, list[float]] = {name: [] for name in chosen}
         for _ in range(args.rounds):
@@ -184,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--only", default="", help="routes to measure besides the two yardsticks")
     parser.add_argument("--profile", default="", help="profile this route with cProfile instead")
+    parser.add_argument(
+        "--sampled", action="store_true", help="with --profile: no cProfile, for py-spy from outside"
+    )
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--keep", default="", help="reuse (or make) the demo database in this folder")

@@ -148,3 +148,29 @@ def test_calls_from_a_page_reach_macros_functions_and_context_takers_as_jinja_ma
     ours = page_env.from_string(source).render(name="Hanako", **names)
     theirs = jinja_env.from_string(source).render(name="Hanako", **names)
     assert ours == theirs == "<1!>10Hanako?<2!>20Hanako?|Environment|A&lt;B||30"
+
+
+def test_pages_start_from_their_globals_as_jinja_gives_them() -> None:
+    """PageTemplate builds each context from a dict of its globals made once, not from Jinja's
+    ChainMap at every render: pages, includes and imports see the same names, and a page's
+    own variables still win over a global of the same name."""
+    from jinja2 import Environment
+
+    sources = {
+        "page.txt": (
+            '{% from "m.txt" import tag %}{% set local = "L" %}[{{ site }}|{{ shared }}|{{ tag() }}]'
+            '{% include "part.txt" %}{% for n in range(2) %}{{ n }}{% endfor %}'
+        ),
+        "part.txt": "({{ site }}{{ local }}{{ shared }})",
+        "m.txt": "{% macro tag() %}<{{ site }}>{% endmacro %}",
+    }
+    ours = LanguageEnvironment(autoescape=True, loader=_PrefixedDict(sources))
+    plain = Environment(autoescape=True, loader=DictLoader(sources))
+    for env in (ours, plain):
+        env.globals.update(site="City", shared="global")
+    for variables in ({}, {"shared": "page's own"}):
+        expected = plain.get_template("page.txt").render(variables)
+        for _ in range(2):
+            assert ours.get_template("en/page.txt").render(variables) == expected
+    assert plain.get_template("page.txt").render() == "[City|global|<City>](CityLglobal)01"
+    assert ours.get_template("en/part.txt").new_context().globals_keys >= {"site", "shared", "range"}
