@@ -50,15 +50,15 @@ async def add(request: Request, db: NamedDependency[AsyncSession]) -> object:
         raise NotFoundException()
     current = cart_service.ids_in(request.session)
     try:
-        request.session["cart"] = await cart_service.add(db, current, bib_id)
+        request.session["cart"], title = await cart_service.add(db, current, bib_id)
         message, ok = _message("added"), True
     except cart_service.BibNotFound as exc:
         raise NotFoundException() from exc
     except cart_service.CartRefused as refused:
-        message = _message(refused.reason)
+        message, title = _message(refused.reason), refused.title
         ok = refused.reason == "already"
     if wants_fragment(request):
-        title = str(form.get("title", ""))[:300]
+        # The title's name comes from the catalogue: the buttons carry only its id.
         return _button(request, bib_id, title, message, 200 if ok else 400)
     flash(request, message, "ok" if ok else "error")
     return redirect(back)
@@ -82,7 +82,7 @@ async def remove(request: Request, bib_id: RecordId, db: NamedDependency[AsyncSe
                 trigger_event=CART_EVENT,
                 cart_message=message,
             )
-        return _button(request, bib_id, str(form.get("title", ""))[:300], message)
+        return _button(request, bib_id, await cart_service.title_of(db, bib_id), message)
     flash(request, message, "ok")
     return redirect(safe_next(str(form.get("next", "")), "/cart"))
 

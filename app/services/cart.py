@@ -23,9 +23,10 @@ CART_MESSAGES = {
 
 
 class CartRefused(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, title: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.title = title
 
 
 class BibNotFound(LookupError):
@@ -45,21 +46,28 @@ def ids_in(session_data: dict) -> list[int]:  # type: ignore[type-arg]
     return [int(i) for i in session_data.get("cart", []) if isinstance(i, int)][:MAX_ENTRIES]
 
 
-_BIB = Read(lambda: select(Bib.id, Bib.loanable).where(Bib.id == bindparam("bib_id")))
+_BIB = Read(lambda: select(Bib.id, Bib.loanable, Bib.title).where(Bib.id == bindparam("bib_id")))
 
 
-async def add(db: AsyncSession, cart: list[int], bib_id: int) -> list[int]:
-    """The cart with `bib_id` added; raises CartRefused or BibNotFound and leaves `cart` alone."""
+async def add(db: AsyncSession, cart: list[int], bib_id: int) -> tuple[list[int], str]:
+    """The cart with `bib_id` added, and the title's name (for the answer); raises CartRefused
+    (with the name) or BibNotFound and leaves `cart` alone."""
     row = await _BIB.first(db, bib_id=bib_id)
     if row is None:
         raise BibNotFound(bib_id)
     if not row.loanable:
-        raise CartRefused("not_reservable")
+        raise CartRefused("not_reservable", row.title)
     if bib_id in cart:
-        raise CartRefused("already")
+        raise CartRefused("already", row.title)
     if len(cart) >= MAX_ENTRIES:
-        raise CartRefused("full")
-    return [*cart, bib_id]
+        raise CartRefused("full", row.title)
+    return [*cart, bib_id], row.title
+
+
+async def title_of(db: AsyncSession, bib_id: int) -> str:
+    """A title's name, or "" when the catalogue no longer holds it."""
+    row = await _BIB.first(db, bib_id=bib_id)
+    return row.title if row is not None else ""
 
 
 def remove(cart: list[int], bib_id: int) -> list[int]:

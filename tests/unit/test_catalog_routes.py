@@ -348,3 +348,66 @@ async def test_reserve_in_order_page(client: AsyncTestClient, db: AsyncSession) 
         )
     ).all()
     assert [b for b, _ in rows] == [vols[1], vols[2], vols[0]]
+
+
+async def test_search_results_share_one_form_and_its_buttons_work_without_javascript(
+    client: AsyncTestClient, db: AsyncSession
+) -> None:
+    """Each title's buttons belong to one form above the list (its CSRF token and the way back
+    written once); without JavaScript the browser posts that form to the button's address, with
+    the cart button's title id: added, removed and made a favourite, each back on the results."""
+    assert (await login(client)).status_code == 303
+    page = await client.get("/search?q=%E3%81%93%E3%81%93%E3%82%8D&lang=en")
+    results = page.text.split('id="results"', 1)[1].split("</section>", 1)[0]
+    listed = results.split('<ol class="cards results-list">', 1)[1].split("</ol>", 1)[0]
+    assert "<form" not in listed and "_csrf_token" not in listed and 'name="next"' not in listed
+    assert results.count('<form id="hit-actions" method="post"') == 1
+    kokoro = await _bib(db, "こころ")
+    button = re.search(
+        rf'<button type="submit" form="hit-actions" formaction="/cart" name="bib_id" value="{kokoro}"', listed
+    )
+    assert button, "the cart button posts the shared form to /cart with the title's id"
+    csrf = csrf_from(page.text)
+    back = "/search?q=%E3%81%93%E3%81%93%E3%82%8D&lang=en"
+    # What the browser sends for that button: the form's fields, then the button's name and value.
+    added = await client.post(
+        "/cart", data={"_csrf_token": csrf, "next": back, "bib_id": kokoro}, follow_redirects=False
+    )
+    assert added.status_code == 303 and added.headers["location"] == back
+    page = await client.get(back)
+    assert "Added to your cart." in page.text and "Cart (1)" in page.text
+    assert f'formaction="/cart/{kokoro}/remove"' in page.text and "In your cart" in page.text
+    removed = await client.post(
+        f"/cart/{kokoro}/remove", data={"_csrf_token": csrf, "next": back}, follow_redirects=False
+    )
+    assert removed.status_code == 303 and removed.headers["location"] == back
+    assert "Cart (0)" in (await client.get(back)).text
+    assert f'formaction="/favourites/{kokoro}"' in page.text
+    favoured = await client.post(
+        f"/favourites/{kokoro}", data={"_csrf_token": csrf, "next": back}, follow_redirects=False
+    )
+    assert favoured.status_code == 303 and favoured.headers["location"] == back
+    page = await client.get(back)
+    hit = page.text.split(f'value="{kokoro}"', 1)[1].split("</li>", 1)[0]
+    assert "Remove from favourites" in hit
+    # Without the shared form's token nothing changes.
+    refused = await client.post("/cart", data={"next": back, "bib_id": kokoro}, follow_redirects=False)
+    assert refused.status_code == 403 and "Cart (0)" in (await client.get(back)).text
+
+
+async def test_the_cart_fragment_names_the_title_from_the_catalogue(
+    client: AsyncTestClient, db: AsyncSession
+) -> None:
+    """The buttons carry only a title's id: the answer names it from the catalogue, and a name
+    sent along (the old forms' hidden field, or a forged one) is not what it shows."""
+    await client.get("/?lang=en")
+    kokoro = await _bib(db, "こころ")
+    csrf = await token(client, "/login")
+    headers = {**HX, "x-csrftoken": csrf}
+    added = await client.post("/cart", data={"bib_id": kokoro, "title": "<b>forged</b>"}, headers=headers)
+    assert added.status_code == 200 and 'aria-label="Remove こころ"' in added.text
+    assert "forged" not in added.text
+    again = await client.post("/cart", data={"bib_id": kokoro}, headers=headers)
+    assert "already in your cart" in again.text and 'aria-label="Remove こころ"' in again.text
+    removed = await client.post(f"/cart/{kokoro}/remove", data={}, headers=headers)
+    assert removed.status_code == 200 and 'aria-label="Add to cart: こころ"' in removed.text
