@@ -82,14 +82,20 @@ def _jinja_env() -> Environment:
 
 
 def _cached_url_for(app: Litestar):  # type: ignore[no-untyped-def]
-    """url_for for templates, memoised: a route's path never changes while the app runs."""
+    """url_for for templates, memoised: a route's path never changes while the app runs.
 
-    @lru_cache(maxsize=4096)
-    def reverse(name: str, params: tuple[tuple[str, object], ...]) -> str:
-        return app.route_reverse(name, **dict(params))
+    Keyed by the name and the values in the order given (no sorting: a search page asks ~40
+    times, and building a sorted key cost more than the lookup)."""
+    known: dict[object, str] = {}
 
     def url_for(name: str, **params: object) -> str:
-        return reverse(name, tuple(sorted(params.items())))
+        key = (name, *params.items()) if params else name
+        url = known.get(key)
+        if url is None:
+            if len(known) >= 4096:  # ids are endless: keep the memo bounded
+                known.clear()
+            url = known[key] = app.route_reverse(name, **params)
+        return url
 
     return url_for
 
@@ -381,7 +387,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         signature_types=[AsyncSession],
     )
     # Every global is set before the first page is compiled: pages copy them once (PageTemplate).
-    template_engine.engine.globals["url_for"] = _cached_url_for(app)
+    url_for = _cached_url_for(app)
+    template_engine.engine.globals["url_for"] = url_for
+    template_engine.engine.filters["url"] = url_for  # `("loans:renew" | url(loan_id=...))`, directly
     return app
 
 
