@@ -75,7 +75,13 @@ def format_date(day: dt.date | None, form: str = "medium") -> str:
     """A date in the current language's usual form (2026/11/23 or Nov 23, 2026)."""
     if day is None:
         return ""
-    lang = _current.get()
+    return _formatted(_current.get(), day, form)
+
+
+@lru_cache(maxsize=4096)
+def _formatted(lang: str, day: dt.date, form: str) -> str:
+    # Memoised: a page shows the same few dates again and again, and Babel's formatting (English)
+    # costs ~15 µs a date.
     if lang == "ja" and form == "medium":
         weekday = "月火水木金土日"[day.weekday()]
         return f"{day.year}年{day.month}月{day.day}日({weekday})"
