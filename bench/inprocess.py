@@ -139,10 +139,11 @@ async def _routes(client: _Client) -> dict[str, tuple[str, str, dict[str, str], 
 
 
 async def _main(args: argparse.Namespace) -> None:
-    from app.main import create_app
-    from app.settings import load_settings
+    from app.main import create_server_app
 
-    app = create_app(load_settings())
+    # As `python -m app serve` runs it (its start-up heap frozen out of the collector's way), so the
+    # figures hold no full collections that the served app does not have.
+    app = create_server_app()
     task, inbox = await _lifespan(app)
     client = _Client(app)
     routes = await _routes(client)
