@@ -3,6 +3,8 @@
     python -m bench [--quick] [--parts pages,search,circulation] [--databases sqlite,postgresql]
     python -m bench pages|search|circulation [that part's own options]   one part, its own tables
     python -m bench load | security                                      not part of the whole run
+    python -m bench inprocess | instructions [options]   a page's own cost, without a server:
+                                 µs per request, or instructions per request (callgrind)
 
 The whole run takes 30–60 minutes on two cores (most of it generating and indexing 1,000,000
 titles on each database); `--quick` measures 10,000 and 100,000 titles only (~10 minutes).
@@ -67,6 +69,14 @@ def main() -> int:
         from bench.search import main as search
 
         return search(rest)
+    if command == "inprocess":
+        from bench.inprocess import main as inprocess
+
+        return inprocess(rest)
+    if command == "instructions":
+        from bench.instructions import main as instructions
+
+        return instructions(rest)
     if command == "circulation":
         from bench.circulation import main as circulation
 
