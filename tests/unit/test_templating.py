@@ -174,3 +174,49 @@ def test_pages_start_from_their_globals_as_jinja_gives_them() -> None:
             assert ours.get_template("en/page.txt").render(variables) == expected
     assert plain.get_template("page.txt").render() == "[City|global|<City>](CityLglobal)01"
     assert ours.get_template("en/part.txt").new_context().globals_keys >= {"site", "shared", "range"}
+
+
+def test_attribute_lookups_in_the_page_answer_as_jinjas_getattr() -> None:
+    """PageCodeGenerator reads `x.name` in the compiled page; every case answers as Jinja's
+    `environment.getattr` does: attribute first, then item, then undefined; errors alike."""
+    import pytest
+    from jinja2 import Environment
+    from jinja2.exceptions import UndefinedError
+
+    class Book:
+        title = "<b>坊っちゃん</b>"
+        authors = ""
+
+        @property
+        def broken(self) -> str:
+            raise AttributeError("inside a property")
+
+        def shout(self) -> str:
+            return self.title.upper()
+
+    source = (
+        "{% macro card(b) %}[{{ b.title }}|{{ b.authors or 'none' }}]{% endmacro %}"
+        "{{ card(book) }}{{ row.title }}|{{ row.items }}|{{ row.missing }}|{{ book.missing }}|"
+        "{{ book.broken }}|{{ book.shout() }}|{{ nested.inner.value }}|{{ pairs.1 }}|"
+        "{% for r in rows if r.keep %}{{ loop.index }}{{ r.name }}{% endfor %}|{{ text.upper() }}|"
+        "{% set t = book.title %}{{ t | length }}|{{ (book.title if row.title else '') | length }}"
+    )
+    variables = {
+        "book": Book(),
+        "row": {"title": "dict title", "items": "an item called items"},
+        "nested": {"inner": {"value": 42}},
+        "pairs": {"1": "one"},
+        "rows": [{"name": "a", "keep": True}, {"name": "b", "keep": False}, {"name": "c", "keep": 1}],
+        "text": "kana",
+    }
+    ours = LanguageEnvironment(autoescape=True, loader=_PrefixedDict({"p.txt": source}))
+    plain = Environment(autoescape=True, loader=DictLoader({"p.txt": source}))
+    expected = plain.get_template("p.txt").render(variables)
+    assert ours.get_template("en/p.txt").render(variables) == expected
+    assert expected.startswith("[&lt;b&gt;坊っちゃん&lt;/b&gt;|none]dict title|&lt;built-in method items")
+    assert expected.endswith("|||&lt;B&gt;坊っちゃん&lt;/B&gt;|42||1a2c|KANA|12|12")
+    for env, name in ((ours, "en/q.txt"), (plain, "q.txt")):
+        env.loader.mapping["q.txt"] = "{{ nothing.here }}"  # type: ignore[union-attr]
+        with pytest.raises(UndefinedError):
+            env.get_template(name).render()
+    assert "_ga_o" in ours.compile("{{ a.b }}", raw=True)  # the lookup is in the page's code
