@@ -1,11 +1,16 @@
 """Instructions per request, counted by valgrind (callgrind): a page's cost that the machine's noise
-cannot move.
+barely moves.
 
 Wall-clock figures on these machines wander by 10–25 % between runs a minute apart, so a change
-worth 5 % cannot be seen in them. Instruction counts repeat to a few parts in a million for the
-same code and data, whatever else the machine is doing. For each route, `python -m bench.inprocess`
-runs under callgrind twice, once with N requests of that route and once with none (start-up, log-in
-and warm-up, the same both times); the difference divided by N is printed.
+worth 5 % cannot be seen in them. Instruction counts of two runs made one after the other agree to
+a part in a million, whatever else the machine is doing; a run of the same code made between two
+such runs once came out up to 5 % higher (some of the work depends on timing, probably whether
+Redis's reply is already there when the loop looks). So measure both versions in one sitting, one
+right after the other, and repeat a surprising count.
+
+For each route, `python -m bench.inprocess` runs under callgrind twice, once with N requests of that
+route and once with none (start-up, log-in and warm-up, the same both times); the difference
+divided by N is printed.
 
     python -m bench.instructions loans search [--requests 100]
 
