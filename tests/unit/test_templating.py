@@ -220,3 +220,29 @@ def test_attribute_lookups_in_the_page_answer_as_jinjas_getattr() -> None:
         with pytest.raises(UndefinedError):
             env.get_template(name).render()
     assert "_ga_o" in ours.compile("{{ a.b }}", raw=True)  # the lookup is in the page's code
+
+
+def test_macros_called_with_every_argument_by_position_answer_as_jinja() -> None:
+    """PageContext runs such a macro's body at once; every other kind of call still goes through
+    Macro.__call__. Both render what Jinja renders, escaping included, with autoescape on and off."""
+    from jinja2 import Environment
+
+    from app.templating import PageContext
+
+    source = (
+        "{% macro card(x, tail='.') %}<i>{{ x }}{{ tail }}</i>{% endmacro %}"
+        "{% macro wrap(x) %}[{{ caller() }}{{ x }}]{% endmacro %}"
+        "{% macro many(x) %}{{ x }}{{ varargs | join(',') }}{{ kwargs | dictsort | join(';') }}{% endmacro %}"
+        "{{ card(a, b) }}|{{ card(a) }}|{{ card(a, tail=b) }}|{{ card(a, b) | upper }}|"
+        "{% call wrap(a) %}in{% endcall %}|{{ many(a, 1, 2, k='v') }}|{{ many(a) }}|"
+        "{% set saved = card(a, b) %}{{ saved }}{{ saved | length }}"
+    )
+    values = {"a": "<a&b>", "b": "'!'"}
+    for autoescape in (True, False):
+        ours = Environment(autoescape=autoescape)
+        ours.context_class = PageContext
+        theirs = Environment(autoescape=autoescape)
+        expected = theirs.from_string(source).render(values)
+        assert ours.from_string(source).render(values) == expected
+        if autoescape:
+            assert expected.startswith("<i>&lt;a&amp;b&gt;&#39;!&#39;</i>|<i>&lt;a&amp;b&gt;.</i>|")
