@@ -288,9 +288,7 @@ class PageCodeGenerator(CodeGenerator):
     @optimizeconst
     def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:
         if self.environment.is_async or self.environment.sandboxed:
-            self.write("environment.getattr(")  # as Jinja writes it (async wraps it itself)
-            self.visit(node.node, frame)
-            self.write(f", {node.attr!r})")
+            super().visit_Getattr(node, frame)  # Jinja's code (the sandbox's getattr, async awaits)
             return
         name = repr(node.attr)
         # The object is evaluated once (_ga_o); any lookup nested inside it is finished before

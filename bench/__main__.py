@@ -13,6 +13,7 @@ titles on each database); `--quick` measures 10,000 and 100,000 titles only (~10
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 
@@ -51,36 +52,15 @@ def run_all(argv: list[str]) -> int:
     return 0
 
 
+# `python -m bench NAME ...` runs bench/NAME.py's main() with the rest of the arguments.
+PARTS = ("pages", "search", "circulation", "load", "security", "inprocess", "instructions")
+
+
 def main() -> int:
     command, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
-    if command == "security":
-        from bench.security import main as security
-
-        return security(rest)
-    if command == "load":
-        from bench.load import main as load
-
-        return load(rest)
-    if command == "pages":
-        from bench.pages import main as pages
-
-        return pages(rest)
-    if command == "search":
-        from bench.search import main as search
-
-        return search(rest)
-    if command == "inprocess":
-        from bench.inprocess import main as inprocess
-
-        return inprocess(rest)
-    if command == "instructions":
-        from bench.instructions import main as instructions
-
-        return instructions(rest)
-    if command == "circulation":
-        from bench.circulation import main as circulation
-
-        return circulation(rest)
+    if command in PARTS:
+        part = importlib.import_module(f"bench.{command}")
+        return int(part.main(rest))
     return run_all(sys.argv[1:])
 
 
