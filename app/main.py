@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import i18n, reads
 from app.db import is_busy, make_engine, make_sessionmaker
 from app.policy import get_policy
-from app.redisconn import make_redis
+from app.redisconn import lean_redis, make_redis
 from app.routes import ROUTES
 from app.routes._deps import (
     LoginRequired,
@@ -292,10 +292,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # Timeouts: a Redis that hangs (not just refuses) must turn into a 503 within seconds, not
         # a request that waits forever.
         redis = make_redis(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        # The session store's own connection for its reads and writes (app/redisconn.py).
+        app.state.session_redis = lean_redis(settings.redis_url, timeout=2, connect_timeout=2)
         app.stores.register(
             "sessions",
             SessionStore(
-                redis, namespace=f"{settings.redis_namespace}:sessions", handle_client_shutdown=False
+                redis,
+                lean=app.state.session_redis,
+                namespace=f"{settings.redis_namespace}:sessions",
+                handle_client_shutdown=False,
             ),
             allow_override=True,
         )
@@ -319,6 +324,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if app.state.read_info:
             reads.close_shared_reader(app.state.read_info)
         await app.state.redis.aclose()
+        if app.state.session_redis is not None:
+            app.state.session_redis.close()
 
     template_engine = JinjaTemplateEngine.from_environment(_jinja_env())
 

@@ -12,7 +12,10 @@ from litestar.middleware.session.server_side import ServerSideSessionBackend, Se
 from litestar.stores.redis import RedisStore
 from litestar.types import Empty, Message, ScopeSession
 from litestar.utils.dataclass import extract_dataclass_items
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from app.redisconn import LeanRedis
 
 ROTATE_KEY = "_rotate"
 RAW_KEY = "_session_raw"
@@ -87,22 +90,51 @@ class RotatingSessionBackend(ServerSideSessionBackend):
 
 
 class SessionStore(RedisStore):
-    """Litestar's Redis store, reading and renewing a session with one GETEX instead of a Lua script.
+    """Litestar's Redis store, reading and renewing a session with one GETEX instead of a Lua script,
+    and sending its reads, writes and deletes over a lean connection (app/redisconn.py's LeanRedis)
+    where one is given.
 
     Every page loads its session and pushes its expiry forward (sliding inactivity timeout). The
     store's script does GET, TTL and EXPIRE inside Redis and goes through redis-py's script wrapper;
     GETEX (Redis 6.2+) is one native command. Sessions are always stored with an expiry, so the
-    script's "renew only what has one" check changes nothing here.
+    script's "renew only what has one" check changes nothing here. Everything else (deleting all,
+    expiry queries) stays with redis-py.
     """
+
+    def __init__(self, redis: Redis, *, lean: LeanRedis | None = None, **options: Any) -> None:
+        super().__init__(redis, **options)
+        self._lean = lean
 
     async def get(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
         if not renew_for:
+            if self._lean is not None:
+                return cast("bytes | None", await self._lean.execute("GET", self._make_key(key)))
             return await super().get(key)
         seconds = int(renew_for.total_seconds()) if isinstance(renew_for, timedelta) else renew_for
         # The command itself: redis-py's getex() first checks its five exclusive options in Python.
-        return cast(
-            "bytes | None", await self._redis.execute_command("GETEX", self._make_key(key), "EX", seconds)
-        )
+        command = ("GETEX", self._make_key(key), "EX", seconds)
+        if self._lean is not None:
+            return cast("bytes | None", await self._lean.execute(*command))
+        return cast("bytes | None", await self._redis.execute_command(*command))
+
+    async def set(self, key: str, value: str | bytes, expires_in: int | timedelta | None = None) -> None:
+        if self._lean is None:
+            await super().set(key, value, expires_in)
+            return
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        if isinstance(expires_in, timedelta):
+            expires_in = int(expires_in.total_seconds())
+        if expires_in:
+            await self._lean.execute("SET", self._make_key(key), value, "EX", expires_in)
+        else:
+            await self._lean.execute("SET", self._make_key(key), value)
+
+    async def delete(self, key: str) -> None:
+        if self._lean is None:
+            await super().delete(key)
+            return
+        await self._lean.execute("DEL", self._make_key(key))
 
 
 class RotatingSessionConfig(ServerSideSessionConfig):

@@ -4,13 +4,16 @@ dirty connections and silent servers."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 
+import hiredis
 import pytest
 import redis
+import redis.asyncio
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 
-from app.redisconn import TimedSend, _ready, make_redis
+from app.redisconn import LeanRedis, TimedSend, _ready, lean_redis, make_redis
 from tests.support import REDIS_URL
 
 
@@ -87,3 +90,179 @@ async def test_a_server_that_stops_answering_is_a_timeout_not_a_hang() -> None:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+# ---------------------------------------------------------------- LeanRedis: the session store's connection
+
+
+def _lean(url: str = REDIS_URL, timeout: float = 2) -> LeanRedis:
+    client = lean_redis(url, timeout=timeout, connect_timeout=1)
+    assert client is not None
+    return client
+
+
+async def test_lean_commands_answer_as_redis_does() -> None:
+    lean, plain = _lean(), make_redis(REDIS_URL)
+    key = f"test:lean:{uuid.uuid4().hex}"
+    value = "予約 ✓ \x00\xff".encode() + bytes(range(256))
+    try:
+        assert await lean.execute("GET", key) is None
+        assert await lean.execute("SET", key, value, "EX", 60) == b"OK"
+        assert await lean.execute("GETEX", key, "EX", 120) == value
+        assert await plain.get(key) == value and 60 < await plain.ttl(key) <= 120  # really stored, renewed
+        assert await lean.execute("DEL", key) == 1
+        assert await plain.exists(key) == 0
+    finally:
+        await plain.delete(key)
+        await plain.aclose()
+        lean.close()
+
+
+async def test_lean_concurrent_commands_each_get_their_own_reply() -> None:
+    lean, plain = _lean(), make_redis(REDIS_URL)
+    keys = [f"test:lean:{uuid.uuid4().hex}:{n}" for n in range(200)]
+    try:
+        for n, key in enumerate(keys):
+            await plain.set(key, str(n).encode(), ex=60)
+        replies = await asyncio.gather(*(lean.execute("GET", key) for key in keys))
+        assert replies == [str(n).encode() for n in range(200)]
+    finally:
+        await plain.delete(*keys)
+        await plain.aclose()
+        lean.close()
+
+
+async def test_lean_error_reply_is_a_response_error_and_the_connection_goes_on() -> None:
+    lean, plain = _lean(), make_redis(REDIS_URL)
+    key = f"test:lean:{uuid.uuid4().hex}"
+    try:
+        await plain.set(key, b"not a number", ex=60)
+        with pytest.raises(redis.ResponseError, match="not an integer"):
+            await lean.execute("INCR", key)
+        assert await lean.execute("GET", key) == b"not a number"
+    finally:
+        await plain.delete(key)
+        await plain.aclose()
+        lean.close()
+
+
+async def test_lean_reconnects_after_the_server_drops_the_connection() -> None:
+    lean = _lean()
+    try:
+        my_id = await lean.execute("CLIENT", "ID")
+        redis.Redis.from_url(REDIS_URL).client_kill_filter(_id=my_id)
+        await asyncio.sleep(0.1)  # the loop sees the close
+        assert await lean.execute("PING") == b"PONG"
+        assert await lean.execute("CLIENT", "ID") != my_id  # a new connection
+    finally:
+        lean.close()
+
+
+async def test_lean_selects_the_database_of_the_address() -> None:
+    seven = REDIS_URL.rsplit("/", 1)[0] + "/7"
+    lean, plain = _lean(seven), redis.asyncio.Redis.from_url(seven)
+    key = f"test:lean:{uuid.uuid4().hex}"
+    try:
+        await lean.execute("SET", key, b"in seven", "EX", 60)
+        assert await plain.get(key) == b"in seven"
+    finally:
+        await plain.delete(key)
+        await plain.aclose()
+        lean.close()
+
+
+async def test_lean_a_refused_greeting_fails_the_command_and_is_not_kept() -> None:
+    """A password this Redis does not want: AUTH is refused, the command fails, nothing is sent."""
+    host = REDIS_URL.split("//", 1)[1]
+    lean = _lean(f"redis://:wrong@{host}")
+    try:
+        for _ in range(2):  # tried again on the next command, refused again
+            with pytest.raises(redis.ResponseError):
+                await lean.execute("PING")
+    finally:
+        lean.close()
+
+
+async def test_lean_refused_address_is_a_connection_error() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    lean = _lean(f"redis://127.0.0.1:{port}/0")
+    with pytest.raises(redis.ConnectionError):
+        await lean.execute("GET", "k")
+    lean.close()
+
+
+class _SlowEcho:
+    """A server that answers each command with its last argument, `delay` seconds after reading it,
+    in order; or never, when delay is None."""
+
+    def __init__(self, delay: float | None) -> None:
+        self.delay = delay
+        self.connections = 0
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writers.append(writer)
+        parser = hiredis.Reader()
+        while data := await reader.read(65536):
+            parser.feed(data)
+            while (command := parser.gets()) is not False:
+                if self.delay is None:
+                    continue
+                await asyncio.sleep(self.delay)
+                last = command[-1]
+                writer.write(b"$%d\r\n%s\r\n" % (len(last), last))
+
+
+async def _serving(handler: _SlowEcho) -> tuple[asyncio.Server, int]:
+    server = await asyncio.start_server(handler.serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_lean_a_caller_that_gives_up_keeps_its_place() -> None:
+    """The first command is cancelled before its reply comes: that reply is dropped, and the second
+    command gets its own."""
+    echo = _SlowEcho(0.2)
+    server, port = await _serving(echo)
+    lean = _lean(f"redis://127.0.0.1:{port}/0")
+    try:
+        first = asyncio.ensure_future(lean.execute("GET", "first"))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(lean.execute("GET", "second"))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        assert await second == b"second"
+        assert first.cancelled()
+        assert await lean.execute("GET", "third") == b"third"
+        assert echo.connections == 1
+    finally:
+        lean.close()
+        server.close()
+
+
+async def test_lean_a_silent_server_is_a_timeout_then_a_new_connection() -> None:
+    echo = _SlowEcho(None)
+    server, port = await _serving(echo)
+    lean = _lean(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+    try:
+        started = asyncio.get_running_loop().time()
+        waiting = [asyncio.ensure_future(lean.execute("GET", str(n))) for n in range(3)]
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        assert all(isinstance(r, redis.TimeoutError) for r in results), results
+        assert asyncio.get_running_loop().time() - started < 1.5
+        echo.delay = 0  # the server answers again: the next command opens a new connection
+        assert await lean.execute("GET", "back") == b"back"
+        assert echo.connections == 2
+    finally:
+        lean.close()
+        for writer in echo.writers:
+            writer.close()
+        server.close()
+
+
+def test_lean_is_not_used_for_tls_addresses() -> None:
+    assert lean_redis("rediss://127.0.0.1:6380/0", timeout=1, connect_timeout=1) is None
+    assert lean_redis("unix:///run/redis/redis.sock", timeout=1, connect_timeout=1) is not None
