@@ -1,5 +1,6 @@
 """Catalogue search: Japanese substrings and readings, English prefixes, filters, hostile input."""
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Bib, Branch
+from app.models import Bib, Branch, Hold, Item, Patron
 from app.services import catalog
 from app.services.search_text import bigram_text, normalize, term_expression
 from tests.support import sync_engine
@@ -134,6 +135,56 @@ async def test_availability_sentences(db: AsyncSession) -> None:
     hit = page.hits[0]
     # Two copies: one on loan to Hanako, one on the shelf; Sato waits.
     assert (hit.availability.items, hit.availability.on_shelf, hit.availability.waiting) == (2, 1, 1)
+
+
+async def test_availability_counts_every_kind_of_copy(db: AsyncSession) -> None:
+    """Each of the five counts on its own: copies, loanable copies, loanable ones on the shelf, the
+    libraries those stand in (where a copy is now, else its home), holds waiting."""
+    branches = (await db.scalars(select(Branch.id).order_by(Branch.id))).all()
+    first, second = branches[0], branches[1]
+    bib = Bib(title="在庫の数え方の本", authors="試験", publisher="", material_type="book")
+    db.add(bib)
+    await db.flush()
+    copies = [
+        # (home, where it is now, status, loanable)
+        (first, None, "on_shelf", True),
+        (first, None, "on_shelf", True),  # the same library again
+        (first, second, "on_shelf", True),  # sent to the second library: stands there
+        (second, None, "on_loan", True),
+        (second, None, "on_shelf", False),  # reference only: not counted as available
+        (first, None, "missing", True),
+    ]
+    for n, (home, now, status, loanable) in enumerate(copies):
+        db.add(
+            Item(
+                barcode=f"AV{bib.id}-{n}",
+                bib_id=bib.id,
+                branch_id=home,
+                location_branch_id=now,
+                status=status,
+                loanable=loanable,
+            )
+        )
+    patrons = (await db.scalars(select(Patron.id).order_by(Patron.id))).all()
+    for n, patron in enumerate(patrons[:3]):
+        status = "waiting" if n < 2 else "cancelled"  # a cancelled hold waits for nothing
+        db.add(
+            Hold(
+                patron_id=patron,
+                bib_id=bib.id,
+                pickup_branch_id=first,
+                status=status,
+                placed_at=dt.datetime(2026, 11, 1, 10, n),
+            )
+        )
+    await db.flush()
+    await catalog.reindex_bibs(db, [bib.id])
+    await db.commit()
+    page = await catalog.search(db, catalog.parse_params({"q": "在庫の数え方"}, branches))
+    (hit,) = [h for h in page.hits if h.id == bib.id]
+    assert hit.availability == catalog.Availability(
+        items=6, loanable_items=5, on_shelf=3, shelf_branches=2, waiting=2
+    )
 
 
 @pytest.mark.parametrize(
