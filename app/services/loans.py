@@ -108,23 +108,40 @@ _LIST = Read(_list_query)
 _ONE = Read(_one_query)
 
 
+class _RenewalRules:
+    """The renewal rules of one day, worked out once for a page of loans (a loan's refusal is then
+    a few comparisons: building the rules per loan was half of each row's cost)."""
+
+    __slots__ = ("allowed", "candidate", "today", "window")
+
+    def __init__(self, policy: Policy, today: dt.date) -> None:
+        self.allowed = policy.renewals_allowed
+        self.today = today
+        self.window = policy.renewal_window_days
+        self.candidate = candidate_due_date(policy, today)
+
+    def refusal(self, due_on: dt.date, renewals: int, is_ill: bool, others_waiting: bool) -> str | None:
+        """Why this loan cannot be renewed today, or None when it can (the order is the order shown)."""
+        if renewals >= self.allowed:
+            return "already_renewed"
+        if due_on < self.today:
+            return "overdue"
+        if is_ill:
+            return "ill"  # Kitakyushu: 市外の図書館から取り寄せて貸出した資料は延長できません
+        if others_waiting:
+            return "on_hold"
+        if self.window and (due_on - self.today).days > self.window:
+            return "too_early"
+        if self.candidate <= due_on:
+            return "no_gain"
+        return None
+
+
 def renewal_refusal(
     policy: Policy, *, today: dt.date, due_on: dt.date, renewals: int, is_ill: bool, others_waiting: bool
 ) -> str | None:
     """Why this loan cannot be renewed today, or None when it can (the order is the order shown)."""
-    if renewals >= policy.renewals_allowed:
-        return "already_renewed"
-    if due_on < today:
-        return "overdue"
-    if is_ill:
-        return "ill"  # Kitakyushu: 市外の図書館から取り寄せて貸出した資料は延長できません
-    if others_waiting:
-        return "on_hold"
-    if policy.renewal_window_days and (due_on - today).days > policy.renewal_window_days:
-        return "too_early"
-    if candidate_due_date(policy, today) <= due_on:
-        return "no_gain"
-    return None
+    return _RenewalRules(policy, today).refusal(due_on, renewals, is_ill, others_waiting)
 
 
 def candidate_due_date(policy: Policy, today: dt.date) -> dt.date:
@@ -137,31 +154,25 @@ def candidate_due_date(policy: Policy, today: dt.date) -> dt.date:
     return today + dt.timedelta(days=days)
 
 
-def _view(row, policy: Policy, today: dt.date) -> LoanView:  # type: ignore[no-untyped-def]
-    refusal = renewal_refusal(
-        policy,
-        today=today,
-        due_on=row.due_on,
-        renewals=row.renewals,
-        is_ill=bool(row.is_ill),
-        others_waiting=bool(row.others_waiting),
-    )
+def _view(row, rules: _RenewalRules) -> LoanView:  # type: ignore[no-untyped-def]
+    is_ill, others_waiting, due_on = bool(row.is_ill), bool(row.others_waiting), row.due_on
+    # By position, in LoanView's field order (a row of a page: keywords cost ~40 % more here).
     return LoanView(
-        id=row.id,
-        bib_id=row.bib_id,
-        title=row.title,
-        authors=row.authors,
-        branch_id=row.branch_id,
-        branch_ja=row.name_ja,
-        branch_en=row.name_en,
-        closed_weekdays=row.closed_weekdays,
-        loaned_on=row.loaned_on,
-        due_on=row.due_on,
-        renewals=row.renewals,
-        is_ill=bool(row.is_ill),
-        others_waiting=bool(row.others_waiting),
-        overdue=row.due_on < today,
-        refusal=refusal,
+        row.id,
+        row.bib_id,
+        row.title,
+        row.authors,
+        row.branch_id,
+        row.name_ja,
+        row.name_en,
+        row.closed_weekdays,
+        row.loaned_on,
+        due_on,
+        row.renewals,
+        is_ill,
+        others_waiting,
+        due_on < rules.today,
+        rules.refusal(due_on, row.renewals, is_ill, others_waiting),
     )
 
 
@@ -170,7 +181,8 @@ async def list_loans(
 ) -> list[LoanView]:
     """The patron's open loans, overdue first, then by due date."""
     rows = await _LIST.all(session, patron_id=patron_id)
-    return [_view(row, policy, today) for row in rows]
+    rules = _RenewalRules(policy, today)
+    return [_view(row, rules) for row in rows]
 
 
 async def get_loan(
@@ -179,7 +191,7 @@ async def get_loan(
     row = await _ONE.first(session, patron_id=patron_id, loan_id=loan_id)
     if row is None:
         raise LoanNotFound(loan_id)
-    return _view(row, policy, today)
+    return _view(row, _RenewalRules(policy, today))
 
 
 async def renew(
