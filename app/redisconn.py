@@ -138,9 +138,15 @@ class LeanRedis:
         transport = self._transport
         if transport is None or transport.is_closing():
             transport = await self._open()
+        return await self._reply(self._send(transport, args))
+
+    def _send(self, transport: asyncio.Transport, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append(reply)
         transport.write(hiredis.pack_command(args))
+        return reply
+
+    async def _reply(self, reply: asyncio.Future[Any]) -> Any:
         try:
             async with asyncio.timeout(self._timeout):
                 answer = await reply
@@ -186,9 +192,12 @@ class LeanRedis:
             where = self._path or f"{self._host}:{self._port}"
             raise RedisConnectionError(f"Error connecting to {where}. {exc}") from exc
         self._transport = transport  # type: ignore[assignment]
+        # AUTH and SELECT are all written before this first await, so any command another caller
+        # writes on this connection comes after them, and Redis runs them in that order.
+        answers = [self._send(self._transport, command) for command in self._greeting]
         try:
-            for command in self._greeting:  # AUTH, SELECT: before anything written after them
-                await self.execute(*command)
+            for answer in answers:
+                await self._reply(answer)
         except BaseException:
             self._lost(RedisConnectionError("Greeting refused"))
             raise

@@ -103,38 +103,26 @@ class SessionStore(RedisStore):
 
     def __init__(self, redis: Redis, *, lean: LeanRedis | None = None, **options: Any) -> None:
         super().__init__(redis, **options)
-        self._lean = lean
+        # A command and its arguments, answered as Redis answers it, by whichever connection carries them.
+        self._command = lean.execute if lean is not None else redis.execute_command
 
     async def get(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
         if not renew_for:
-            if self._lean is not None:
-                return cast("bytes | None", await self._lean.execute("GET", self._make_key(key)))
-            return await super().get(key)
+            return cast("bytes | None", await self._command("GET", self._make_key(key)))
         seconds = int(renew_for.total_seconds()) if isinstance(renew_for, timedelta) else renew_for
         # The command itself: redis-py's getex() first checks its five exclusive options in Python.
-        command = ("GETEX", self._make_key(key), "EX", seconds)
-        if self._lean is not None:
-            return cast("bytes | None", await self._lean.execute(*command))
-        return cast("bytes | None", await self._redis.execute_command(*command))
+        return cast("bytes | None", await self._command("GETEX", self._make_key(key), "EX", seconds))
 
     async def set(self, key: str, value: str | bytes, expires_in: int | timedelta | None = None) -> None:
-        if self._lean is None:
-            await super().set(key, value, expires_in)
-            return
         if isinstance(value, str):
             value = value.encode("utf-8")
         if isinstance(expires_in, timedelta):
             expires_in = int(expires_in.total_seconds())
-        if expires_in:
-            await self._lean.execute("SET", self._make_key(key), value, "EX", expires_in)
-        else:
-            await self._lean.execute("SET", self._make_key(key), value)
+        expiry = ("EX", expires_in) if expires_in else ()
+        await self._command("SET", self._make_key(key), value, *expiry)
 
     async def delete(self, key: str) -> None:
-        if self._lean is None:
-            await super().delete(key)
-            return
-        await self._lean.execute("DEL", self._make_key(key))
+        await self._command("DEL", self._make_key(key))
 
 
 class RotatingSessionConfig(ServerSideSessionConfig):

@@ -202,6 +202,7 @@ class _SlowEcho:
         self.delay = delay
         self.connections = 0
         self.writers: list[asyncio.StreamWriter] = []
+        self.received: list[list[bytes]] = []  # every command, in the order it arrived
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -210,6 +211,7 @@ class _SlowEcho:
         while data := await reader.read(65536):
             parser.feed(data)
             while (command := parser.gets()) is not False:
+                self.received.append(command)
                 if self.delay is None:
                     continue
                 await asyncio.sleep(self.delay)
@@ -238,6 +240,24 @@ async def test_lean_a_caller_that_gives_up_keeps_its_place() -> None:
         assert first.cancelled()
         assert await lean.execute("GET", "third") == b"third"
         assert echo.connections == 1
+    finally:
+        lean.close()
+        server.close()
+
+
+async def test_lean_commands_written_while_connecting_come_after_auth_and_select() -> None:
+    """A command that finds the new connection open while its AUTH is still being answered is
+    written after SELECT too, so it runs in the address's database."""
+    echo = _SlowEcho(0.1)
+    server, port = await _serving(echo)
+    lean = _lean(f"redis://:secret@127.0.0.1:{port}/7")
+    try:
+        first = asyncio.ensure_future(lean.execute("GET", "first"))
+        await asyncio.sleep(0.05)  # connected; AUTH not answered yet
+        second = asyncio.ensure_future(lean.execute("GET", "second"))
+        assert await asyncio.gather(first, second) == [b"first", b"second"]
+        assert echo.received[:2] == [[b"AUTH", b"secret"], [b"SELECT", b"7"]]
+        assert sorted(echo.received[2:]) == [[b"GET", b"first"], [b"GET", b"second"]]
     finally:
         lean.close()
         server.close()
