@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import make_engine, make_sessionmaker
-from app.models import Branch, ClosedDay, Item, Loan, Patron
+from app.models import Bib, Branch, ClosedDay, Hold, Item, Loan, Patron
 from app.policy import PRESETS, load_policy
 from app.services import calendar, loans
 
@@ -211,3 +211,36 @@ async def test_renew_all_reports_each_loan(db: AsyncSession) -> None:
         "銀河鉄道の夜": (False, "on_hold"),
         "Pride and Prejudice": (False, "already_renewed"),
     }
+
+
+async def test_each_field_of_a_loan_view_comes_from_its_own_column(db: AsyncSession) -> None:
+    """The view is built by position (loans._view): every field is checked against the database."""
+    policy = load_policy("default")
+    patron_id = await db.scalar(select(Loan.patron_id).where(Loan.returned_on.is_(None)).limit(1))
+    views = await loans.list_loans(db, patron_id, today=TODAY, policy=policy)
+    assert views
+    for view in views:
+        loan = await db.get_one(Loan, view.id)
+        item = await db.get_one(Item, loan.item_id)
+        branch = await db.get_one(Branch, loan.branch_id)
+        bib = await db.get_one(Bib, item.bib_id)
+        waiting = await db.scalar(
+            select(Hold.id).where(
+                Hold.bib_id == bib.id, Hold.status == "waiting", Hold.patron_id != patron_id
+            )
+        )
+        assert (view.bib_id, view.title, view.authors) == (bib.id, bib.title, bib.authors)
+        assert (view.branch_id, view.branch_ja, view.branch_en) == (branch.id, branch.name_ja, branch.name_en)
+        assert view.closed_weekdays == branch.closed_weekdays
+        assert (view.loaned_on, view.due_on, view.renewals) == (loan.loaned_on, loan.due_on, loan.renewals)
+        assert (view.is_ill, view.others_waiting) == (item.is_ill, waiting is not None)
+        assert view.overdue == (loan.due_on < TODAY)
+        assert view.refusal == loans.renewal_refusal(
+            policy,
+            today=TODAY,
+            due_on=loan.due_on,
+            renewals=loan.renewals,
+            is_ill=item.is_ill,
+            others_waiting=waiting is not None,
+        )
+        assert not view.renewed_now and view.new_due is None
