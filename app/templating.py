@@ -285,6 +285,26 @@ class PageCodeGenerator(CodeGenerator):
     (no AttributeError raised on the way). Sandboxed and async environments keep Jinja's code.
     """
 
+    def blockvisit(self, nodes: Iterable[nodes.Node], frame: Frame) -> None:
+        """A page's body and each of its blocks collect their output in a list and yield it once,
+        joined, instead of yielding every piece of text and every value on its own.
+
+        Why: a block's pieces travel up through every generator that renders it (the page, its
+        parent's body, the content block, the results block: four frames for a search result), and
+        a search page yields ~1 100 of them (~14 % of its instructions, callgrind). Jinja already
+        writes macros, loops with `{% else %}` and `{% set %}` blocks this way (`frame.buffer`);
+        here the top frames of a page and of its blocks are buffered too. A block called from a
+        buffered frame appends what it yields (Jinja's own code for that case), and
+        jinja2-fragments' `render_block` joins the block's output as before. Pages are not
+        streamed, so nothing is lost by yielding once.
+        """
+        if frame.parent is not None or frame.buffer is not None or self.environment.is_async:
+            super().blockvisit(nodes, frame)
+            return
+        self.buffer(frame)
+        super().blockvisit(nodes, frame)
+        self.writeline(f"yield concat({frame.buffer})")
+
     @optimizeconst
     def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:
         if self.environment.is_async or self.environment.sandboxed:

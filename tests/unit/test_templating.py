@@ -246,3 +246,44 @@ def test_macros_called_with_every_argument_by_position_answer_as_jinja() -> None
         assert ours.from_string(source).render(values) == expected
         if autoescape:
             assert expected.startswith("<i>&lt;a&amp;b&gt;&#39;!&#39;</i>|<i>&lt;a&amp;b&gt;.</i>|")
+
+
+def test_pages_and_blocks_written_in_one_piece_render_as_jinja_renders_them() -> None:
+    """PageCodeGenerator buffers a page's body and each block and yields it once: pages with a
+    parent, blocks within blocks, `super()`, `self.block()`, includes, imports, loops with
+    `{% else %}`, `{% set %}` blocks and output before `{% extends %}` come out as Jinja writes them,
+    and a block rendered alone (jinja2-fragments, for htmx) is the same block."""
+    from jinja2 import Environment
+    from jinja2_fragments import render_block
+
+    sources = {
+        "base.txt": (
+            "<title>{% block title %}Base{% endblock %}</title>"
+            "{% block nav %}<nav>{{ text }}</nav>{% endblock %}"
+            "<main>{% block body %}{% block inner %}[inner]{% endblock %}{% endblock %}</main>"
+            "{% include 'part.txt' %}<footer>{{ self.title() }}</footer>"
+        ),
+        "part.txt": "({% for i in items %}{{ i }}{% else %}none{% endfor %})",
+        "macros.txt": "{% macro m(x) %}<m>{{ x }}</m>{% endmacro %}",
+        "page.txt": (
+            "{% extends 'base.txt' %}"
+            "{% block title %}{{ super() }} &gt; {{ text }}{% endblock %}"
+            "{% block inner %}{% from 'macros.txt' import m %}"
+            "{% for i in items %}<li>{{ m(i) }}</li>{% endfor %}"
+            "{% set held %}<{{ text }}>{% endset %}{{ held }}{% endblock %}"
+        ),
+    }
+    values = {"text": "<a&b>", "items": ["x<", "y"]}
+    ours = LanguageEnvironment(autoescape=True, loader=_PrefixedDict(sources))
+    plain = Environment(autoescape=True, loader=DictLoader(sources))
+    expected = plain.get_template("page.txt").render(values)
+    assert "<li><m>x&lt;</m></li>" in expected and "(x&lt;y)" in expected
+    assert "<title>Base &gt; &lt;a&amp;b&gt;</title>" in expected
+    assert ours.get_template("en/page.txt").render(values) == expected
+    fragment = render_block(plain, "page.txt", "inner", values)
+    assert fragment.startswith("<li><m>") and render_block(ours, "en/page.txt", "inner", values) == fragment
+    page = ours.get_template("en/page.txt")
+    pieces = list(page.blocks["inner"](page.new_context(values)))
+    assert len(pieces) == 1  # the whole block in one piece, not one per text and value
+    theirs = plain.get_template("page.txt")
+    assert len(list(theirs.blocks["inner"](theirs.new_context(values)))) > 5
