@@ -133,18 +133,45 @@ class LeanRedis:
         self._transport: asyncio.Transport | None = None
         self._waiting: deque[asyncio.Future[Any]] = deque()
         self._opening: asyncio.Future[None] | None = None
+        # Commands packed but not yet written, and the connection they are for (see _send).
+        self._unsent: list[bytes] = []
+        self._unsent_for: asyncio.Transport | None = None
 
     async def execute(self, *args: Any) -> Any:
         transport = self._transport
         if transport is None or transport.is_closing():
+            if transport is not None:  # closing, its loss not yet reported: its commands fail now,
+                self._lost(RedisConnectionError("Connection closed by server."))  # not the next ones
             transport = await self._open()
         return await self._reply(self._send(transport, args))
 
     def _send(self, transport: asyncio.Transport, args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        """Queue a command; the commands of one turn of the event loop go out in one write.
+
+        Why: a write to a TCP socket is a system call that runs the kernel's network stack in this
+        process (on loopback, Redis's side of it too): ~5 % of the dashboard's time (py-spy). Under
+        load many requests reach their session read in the same turn of the loop; their commands
+        now share one write, made as the loop's next callback (strace under wrk, 32 connections:
+        3.0 -> 2.1 writes a dashboard request, the rest being the response). Replies still come
+        back in the order the commands were queued, which is the order of `_waiting`.
+        """
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Any] = loop.create_future()
         self._waiting.append(reply)
-        transport.write(hiredis.pack_command(args))
+        if not self._unsent:
+            self._unsent_for = transport
+            loop.call_soon(self._flush)
+        self._unsent.append(hiredis.pack_command(args))
         return reply
+
+    def _flush(self) -> None:
+        if not self._unsent:  # lost before this turn came (_lost dropped them)
+            return
+        unsent, self._unsent = self._unsent, []
+        transport, self._unsent_for = self._unsent_for, None
+        # A connection lost meanwhile already failed these commands (_lost); nothing is written.
+        if transport is not None and transport is self._transport and not transport.is_closing():
+            transport.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))
 
     async def _reply(self, reply: asyncio.Future[Any]) -> Any:
         try:
@@ -210,6 +237,7 @@ class LeanRedis:
 
     def _lost(self, error: Exception) -> None:
         transport, self._transport = self._transport, None
+        self._unsent, self._unsent_for = [], None
         if transport is not None:
             transport.abort()
         waiting, self._waiting = self._waiting, deque()

@@ -286,3 +286,55 @@ async def test_lean_a_silent_server_is_a_timeout_then_a_new_connection() -> None
 def test_lean_is_not_used_for_tls_addresses() -> None:
     assert lean_redis("rediss://127.0.0.1:6380/0", timeout=1, connect_timeout=1) is None
     assert lean_redis("unix:///run/redis/redis.sock", timeout=1, connect_timeout=1) is not None
+
+
+async def test_lean_commands_of_one_turn_go_out_in_one_write() -> None:
+    """Commands made in the same turn of the event loop share one write, and each still gets its
+    own reply, in order."""
+    lean, plain = _lean(), make_redis(REDIS_URL)
+    keys = [f"test:lean:{uuid.uuid4().hex}:{n}" for n in range(20)]
+    try:
+        for n, key in enumerate(keys):
+            await plain.set(key, str(n).encode(), ex=60)
+        assert await lean.execute("PING") == b"PONG"  # connected
+        transport = lean._transport
+        assert transport is not None
+        writes: list[bytes] = []
+        write = transport.write
+
+        def counted(data: bytes) -> None:
+            writes.append(data)
+            write(data)
+
+        transport.write = counted  # type: ignore[method-assign]
+        replies = await asyncio.gather(*(lean.execute("GET", key) for key in keys))
+        assert replies == [str(n).encode() for n in range(20)]
+        assert len(writes) == 1 and writes[0].count(b"GET") == 20
+        assert await lean.execute("GET", keys[3]) == b"3" and len(writes) == 2  # alone: its own write
+    finally:
+        await plain.delete(*keys)
+        await plain.aclose()
+        lean.close()
+
+
+async def test_lean_a_connection_found_closing_fails_its_own_commands_only() -> None:
+    """A command finds the connection closing before its loss is reported: the command still
+    waiting on it fails, and the next command, on a new connection, gets its own reply."""
+    echo = _SlowEcho(0.2)
+    server, port = await _serving(echo)
+    lean = _lean(f"redis://127.0.0.1:{port}/0")
+    try:
+        assert await lean.execute("GET", "open") == b"open"
+        waiting = asyncio.ensure_future(lean.execute("GET", "slow"))
+        await asyncio.sleep(0.05)  # written, its reply not yet come
+        assert lean._transport is not None
+        lean._transport.close()  # closing; connection_lost comes later
+        assert await lean.execute("GET", "next") == b"next"
+        with pytest.raises(redis.ConnectionError):
+            await waiting
+        assert echo.connections == 2
+    finally:
+        lean.close()
+        for writer in echo.writers:
+            writer.close()
+        server.close()
