@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import i18n, reads
+from app.csrf import check_csrf_with_one_hmac
 from app.db import is_busy, make_engine, make_sessionmaker
 from app.policy import get_policy
 from app.redisconn import lean_redis, make_redis
@@ -284,6 +285,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     the database, Redis and the paths are opened at start-up from `app.state.settings`, so one app
     can be started again with another database (the tests do, one per test)."""
     resolve_dependencies_in_order()
+    check_csrf_with_one_hmac()
     settings = settings or get_settings()
     policy = get_policy(settings.library_policy)
 

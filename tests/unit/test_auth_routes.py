@@ -109,6 +109,17 @@ async def test_post_without_csrf_token_is_refused(client: AsyncTestClient) -> No
     assert client.cookies.get("session") is None
 
 
+async def test_a_csrf_token_outside_ascii_is_refused_not_an_error(client: AsyncTestClient) -> None:
+    """Full-width or kana "tokens" in the form: 403 and nothing added (Litestar's own check raised a
+    TypeError on them, a 500)."""
+    await login(client)
+    for bad in ("ｆ" * 128, "予約" * 40, "0" * 63 + "ｆ"):
+        response = await client.post("/cart", data={"bib_id": "1", "_csrf_token": bad})
+        assert response.status_code == 403, response.text
+    link = await client.get("/cart/link", headers={"hx-request": "true"})
+    assert "(0)" in link.text
+
+
 async def test_get_on_a_state_changing_route_is_refused(client: AsyncTestClient) -> None:
     await login(client)
     response = await client.get("/logout")
