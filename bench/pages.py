@@ -105,6 +105,9 @@ def _wrk(
     url: str, seconds: int, connections: int, headers: dict[str, str], post: bool = False, body: str = ""
 ) -> dict[str, float]:
     cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    # As a browser asks: its languages (the app negotiates them when no language was chosen). No
+    # Accept-Encoding: behind the proxy of the README the proxy compresses (it asks the app for none).
+    headers = {"Accept-Language": "ja,en-US;q=0.9,en;q=0.8", **headers}
     for key, value in headers.items():
         cmd += ["-H", f"{key}: {value}"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:

@@ -37,6 +37,12 @@ async def test_default_language_from_accept_language_else_japanese(client: Async
     assert '<html lang="ja"' in (await client.get("/", headers={"Accept-Language": "fr-FR"})).text
     assert '<html lang="ja"' in (await client.get("/")).text
     assert '<html lang="ja"' in (await client.get("/?lang=xx")).text  # unknown value: ignored
+    # Asked again (the answer is memoised per header): each header keeps its own answer.
+    for _ in range(2):
+        asked = (("en-GB,en;q=0.8", "en"), ("ja,en-US;q=0.9", "ja"), ("fr,en;q=0.5", "en"), ("*", "ja"))
+        for header, lang in asked:
+            page = await client.get("/", headers={"Accept-Language": header})
+            assert f'<html lang="{lang}"' in page.text, header
 
 
 async def test_text_size_switch_is_remembered(client: AsyncTestClient) -> None:
