@@ -132,6 +132,10 @@ class LeanRedis:
         self._connect_timeout = connect_timeout
         self._transport: asyncio.Transport | None = None
         self._waiting: deque[asyncio.Future[Any]] = deque()
+        # When each waiting command's reply is due (loop time), oldest first, and the one timer that
+        # watches the oldest (see _watch).
+        self._deadlines: deque[float] = deque()
+        self._watchdog: asyncio.TimerHandle | None = None
         self._opening: asyncio.Future[None] | None = None
         # Commands packed but not yet written, and the connection they are for (see _send).
         self._unsent: list[bytes] = []
@@ -158,6 +162,9 @@ class LeanRedis:
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
         self._waiting.append(reply)
+        self._deadlines.append(loop.time() + self._timeout)
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(self._deadlines[0], self._watch)
         if not self._unsent:
             self._unsent_for = transport
             loop.call_soon(self._flush)
@@ -173,13 +180,24 @@ class LeanRedis:
         if transport is not None and transport is self._transport and not transport.is_closing():
             transport.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))
 
-    async def _reply(self, reply: asyncio.Future[Any]) -> Any:
-        try:
-            async with asyncio.timeout(self._timeout):
-                answer = await reply
-        except TimeoutError:
+    def _watch(self) -> None:
+        """The timeout of every command, with one timer for the connection instead of one per
+        command (`asyncio.timeout` made, rescheduled and cancelled a timer for every session read:
+        ~1 % of a page). The timer waits for the oldest command's deadline; if its reply has not
+        come by then, the connection is lost and every waiting command fails with a timeout, as
+        redis-py's socket timeout does; otherwise it waits for the next oldest."""
+        self._watchdog = None
+        if not self._deadlines:
+            return
+        loop = asyncio.get_running_loop()
+        oldest = self._deadlines[0]
+        if loop.time() >= oldest:
             self._lost(RedisTimeoutError("Timeout reading from socket"))
-            raise RedisTimeoutError("Timeout reading from socket") from None
+        else:
+            self._watchdog = loop.call_at(oldest, self._watch)
+
+    async def _reply(self, reply: asyncio.Future[Any]) -> Any:
+        answer = await reply  # a timeout or a lost connection fails it (_watch, _lost)
         if isinstance(answer, ResponseError):
             raise answer
         return answer
@@ -232,6 +250,7 @@ class LeanRedis:
     def _received(self, reply: Any) -> None:
         if self._waiting:  # the oldest command's reply; a caller that gave up still had its place
             waiter = self._waiting.popleft()
+            self._deadlines.popleft()
             if not waiter.done():
                 waiter.set_result(reply)
 
@@ -241,6 +260,10 @@ class LeanRedis:
         if transport is not None:
             transport.abort()
         waiting, self._waiting = self._waiting, deque()
+        self._deadlines.clear()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for waiter in waiting:
             if not waiter.done():
                 waiter.set_exception(error)

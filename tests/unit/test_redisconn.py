@@ -338,3 +338,25 @@ async def test_lean_a_connection_found_closing_fails_its_own_commands_only() -> 
         for writer in echo.writers:
             writer.close()
         server.close()
+
+
+async def test_lean_each_command_has_its_own_deadline() -> None:
+    """One timer watches the oldest command: replies that come in time answer their commands, and
+    the first command whose reply is late fails with every command still waiting behind it."""
+    echo = _SlowEcho(0.2)  # answers one command every 0.2 s, in order
+    server, port = await _serving(echo)
+    lean = _lean(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    try:
+        assert await lean.execute("GET", "warm") == b"warm"  # connected
+        waiting = [asyncio.ensure_future(lean.execute("GET", str(n))) for n in range(5)]
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        assert results[:2] == [b"0", b"1"], results  # 0.2 and 0.4 s: within 0.5 s
+        assert all(isinstance(r, redis.TimeoutError) for r in results[2:]), results  # 0.6 s and later
+        assert lean._watchdog is None and not lean._deadlines  # nothing left to watch
+        echo.delay = 0
+        assert await lean.execute("GET", "again") == b"again"  # a new connection
+    finally:
+        lean.close()
+        for writer in echo.writers:
+            writer.close()
+        server.close()
