@@ -219,6 +219,13 @@ class _SlowEcho:
                 writer.write(b"$%d\r\n%s\r\n" % (len(last), last))
 
 
+def _close_all(lean: LeanRedis, echo: _SlowEcho, server: asyncio.Server) -> None:
+    lean.close()
+    for writer in echo.writers:
+        writer.close()
+    server.close()
+
+
 async def _serving(handler: _SlowEcho) -> tuple[asyncio.Server, int]:
     server = await asyncio.start_server(handler.serve, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
@@ -277,10 +284,7 @@ async def test_lean_a_silent_server_is_a_timeout_then_a_new_connection() -> None
         assert await lean.execute("GET", "back") == b"back"
         assert echo.connections == 2
     finally:
-        lean.close()
-        for writer in echo.writers:
-            writer.close()
-        server.close()
+        _close_all(lean, echo, server)
 
 
 def test_lean_is_not_used_for_tls_addresses() -> None:
@@ -334,10 +338,7 @@ async def test_lean_a_connection_found_closing_fails_its_own_commands_only() -> 
             await waiting
         assert echo.connections == 2
     finally:
-        lean.close()
-        for writer in echo.writers:
-            writer.close()
-        server.close()
+        _close_all(lean, echo, server)
 
 
 async def test_lean_each_command_has_its_own_deadline() -> None:
@@ -356,7 +357,4 @@ async def test_lean_each_command_has_its_own_deadline() -> None:
         echo.delay = 0
         assert await lean.execute("GET", "again") == b"again"  # a new connection
     finally:
-        lean.close()
-        for writer in echo.writers:
-            writer.close()
-        server.close()
+        _close_all(lean, echo, server)
