@@ -20,7 +20,6 @@ from app import clock
 from app.i18n import gettext
 from app.policy import Policy
 from app.routes._render import flash, redirect, render, session_patron
-from app.routes.loans import refusal_text
 from app.services import alerts, card, feed, holds, lists, loans, marathon, news
 from app.services.accounts import SessionPatron
 
@@ -56,8 +55,9 @@ async def mylibrary(
 ) -> object:
     """The dashboard (Fukushima's マイライブラリー): the urgent things first, then the rest at a glance."""
     today = clock.today()
-    loan_list = await loans.list_loans(db, patron.id, today=today, policy=policy)
-    hold_list = await holds.list_holds(db, patron.id, today=today, policy=policy)
+    # Lines, not the full views: the dashboard shows titles and dates, not renewal rules or queues.
+    loan_list = await loans.lines(db, patron.id, today=today)
+    hold_list = await holds.lines(db, patron.id, today=today, policy=policy)
     marathons = await marathon.progress(db, patron.id)
     overdue = [loan for loan in loan_list if loan.overdue]
     return render(
@@ -76,7 +76,6 @@ async def mylibrary(
         month_param=_month(month, today).isoformat()[:7]
         if (month := request.query_params.get("month"))
         else "",
-        refusal_text=lambda r: refusal_text(r, policy),
     )
 
 

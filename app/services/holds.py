@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -378,6 +379,24 @@ async def _positions(session: AsyncSession, hold_ids: list[int]) -> dict[int, in
 # ---------------------------------------------------------------- the Holds page
 
 
+def _listed(*columns: Any) -> Select:
+    """`columns` of the patron's holds as the lists show them (active ones, and those cancelled
+    since `since`), with the title and pickup library joined, active first, oldest first."""
+    return (
+        select(*columns)
+        .join(Bib, Bib.id == Hold.bib_id)
+        .join(Branch, Branch.id == Hold.pickup_branch_id)
+        .where(
+            Hold.patron_id == bindparam("patron_id"),
+            or_(
+                Hold.status.in_(ACTIVE_HOLD_STATUSES),
+                and_(Hold.status == "cancelled", Hold.cancelled_at >= bindparam("since")),
+            ),
+        )
+        .order_by(Hold.status == "cancelled", Hold.placed_at)
+    )
+
+
 @cache
 def _list_query() -> Select:
     """Built once (statement construction costs more than running it); patron and date are bound."""
@@ -394,49 +413,68 @@ def _list_query() -> Select:
         .correlate(Hold)
         .scalar_subquery()
     )
-    return (
-        select(
-            Hold.id,
-            Hold.bib_id,
-            Bib.title,
-            Hold.status,
-            Hold.placed_at,
-            Hold.pickup_branch_id,
-            Hold.pickup_location_id,
-            Branch.name_ja,
-            Branch.name_en,
-            Hold.contact,
-            Hold.email_id,
-            Hold.shelf_until,
-            Hold.suspended_until,
-            Hold.cancelled_at,
-            Hold.series_group,
-            Hold.series_position,
-            position.label("position"),
-            copies.label("copies"),
-        )
-        .join(Bib, Bib.id == Hold.bib_id)
-        .join(Branch, Branch.id == Hold.pickup_branch_id)
-        .where(
-            Hold.patron_id == bindparam("patron_id"),
-            or_(
-                Hold.status.in_(ACTIVE_HOLD_STATUSES),
-                and_(Hold.status == "cancelled", Hold.cancelled_at >= bindparam("since")),
-            ),
-        )
-        .order_by(Hold.status == "cancelled", Hold.placed_at)
+    return _listed(
+        Hold.id,
+        Hold.bib_id,
+        Bib.title,
+        Hold.status,
+        Hold.placed_at,
+        Hold.pickup_branch_id,
+        Hold.pickup_location_id,
+        Branch.name_ja,
+        Branch.name_en,
+        Hold.contact,
+        Hold.email_id,
+        Hold.shelf_until,
+        Hold.suspended_until,
+        Hold.cancelled_at,
+        Hold.series_group,
+        Hold.series_position,
+        position.label("position"),
+        copies.label("copies"),
+    )
+
+
+@cache
+def _lines_query() -> Select:
+    return _listed(
+        Bib.title, Hold.status, Branch.name_ja, Branch.name_en, Hold.shelf_until, Hold.cancelled_at
     )
 
 
 _LIST = Read(_list_query)
+_LINES = Read(_lines_query)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldLine:
+    """A hold as the dashboard lists it."""
+
+    title: str
+    status: str
+    pickup_ja: str
+    pickup_en: str
+    shelf_until: dt.date | None
+    cancelled_at: dt.datetime | None
+
+
+def _cancelled_since(today: dt.date, policy: Policy) -> dt.datetime:
+    """Cancelled holds stay in the lists for the policy's days."""
+    return dt.datetime.combine(today - dt.timedelta(days=policy.cancelled_visible_days), dt.time())
+
+
+async def lines(session: AsyncSession, patron_id: int, *, today: dt.date, policy: Policy) -> list[HoldLine]:
+    """The holds `list_holds` gives, in its order, with only what the dashboard shows (no queue
+    position, no count of copies: the two subqueries a hold that the holds page needs)."""
+    rows = await _LINES.all(session, patron_id=patron_id, since=_cancelled_since(today, policy))
+    return [HoldLine(r.title, r.status, r.name_ja, r.name_en, r.shelf_until, r.cancelled_at) for r in rows]
 
 
 async def list_holds(
     session: AsyncSession, patron_id: int, *, today: dt.date, policy: Policy
 ) -> list[HoldView]:
     """Active holds and those cancelled within the policy's days, with queue position and wait estimate."""
-    since = dt.datetime.combine(today - dt.timedelta(days=policy.cancelled_visible_days), dt.time())
-    rows = await _LIST.all(session, patron_id=patron_id, since=since)
+    rows = await _LIST.all(session, patron_id=patron_id, since=_cancelled_since(today, policy))
     views = []
     for r in rows:
         waiting = r.status == "waiting"

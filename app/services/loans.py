@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 from functools import cache
+from typing import Any
 
 from sqlalchemy import BindParameter, Select, and_, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,6 +62,16 @@ class RenewResult:
     reason: str | None  # why not, when not renewed
 
 
+def _open_loans(patron_id: BindParameter[int], *columns: Any) -> Select:
+    """`columns` of the patron's open loans, with their item and title joined."""
+    return (
+        select(*columns)
+        .join(Item, Item.id == Loan.item_id)
+        .join(Bib, Bib.id == Item.bib_id)
+        .where(Loan.patron_id == patron_id, Loan.returned_on.is_(None))
+    )
+
+
 @cache
 def _base_query() -> Select:
     """One statement with everything the loans page shows and every renewal rule needs.
@@ -71,27 +82,22 @@ def _base_query() -> Select:
     someone_waiting = exists().where(
         and_(Hold.bib_id == Item.bib_id, Hold.status == "waiting", Hold.patron_id != patron_id)
     )
-    return (
-        select(
-            Loan.id,
-            Loan.loaned_on,
-            Loan.due_on,
-            Loan.renewals,
-            Loan.branch_id,
-            Item.is_ill,
-            Bib.id.label("bib_id"),
-            Bib.title,
-            Bib.authors,
-            Branch.name_ja,
-            Branch.name_en,
-            Branch.closed_weekdays,
-            someone_waiting.label("others_waiting"),
-        )
-        .join(Item, Item.id == Loan.item_id)
-        .join(Bib, Bib.id == Item.bib_id)
-        .join(Branch, Branch.id == Loan.branch_id)
-        .where(Loan.patron_id == patron_id, Loan.returned_on.is_(None))
-    )
+    return _open_loans(
+        patron_id,
+        Loan.id,
+        Loan.loaned_on,
+        Loan.due_on,
+        Loan.renewals,
+        Loan.branch_id,
+        Item.is_ill,
+        Bib.id.label("bib_id"),
+        Bib.title,
+        Bib.authors,
+        Branch.name_ja,
+        Branch.name_en,
+        Branch.closed_weekdays,
+        someone_waiting.label("others_waiting"),
+    ).join(Branch, Branch.id == Loan.branch_id)
 
 
 @cache
@@ -104,8 +110,23 @@ def _one_query() -> Select:
     return _base_query().where(Loan.id == bindparam("loan_id"))
 
 
+@cache
+def _lines_query() -> Select:
+    return _open_loans(bindparam("patron_id"), Bib.title, Loan.due_on).order_by(Loan.due_on, Loan.id)
+
+
 _LIST = Read(_list_query)
 _ONE = Read(_one_query)
+_LINES = Read(_lines_query)
+
+
+@dataclass(frozen=True, slots=True)
+class LoanLine:
+    """A loan as the dashboard lists it."""
+
+    title: str
+    due_on: dt.date
+    overdue: bool
 
 
 class _RenewalRules:
@@ -183,6 +204,14 @@ async def list_loans(
     rows = await _LIST.all(session, patron_id=patron_id)
     rules = _RenewalRules(policy, today)
     return [_view(row, rules) for row in rows]
+
+
+async def lines(session: AsyncSession, patron_id: int, *, today: dt.date) -> list[LoanLine]:
+    """The patron's open loans in `list_loans`' order, with only what the dashboard shows (no
+    renewal rules, no branch, no check for other patrons' holds: the dashboard's loans cost about
+    half the loans page's)."""
+    rows = await _LINES.all(session, patron_id=patron_id)
+    return [LoanLine(r.title, r.due_on, r.due_on < today) for r in rows]
 
 
 async def get_loan(

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import reads
 from app.db import make_engine, make_sessionmaker
-from app.models import Bib, Hold, Item, Loan
+from app.models import Bib, Branch, Hold, Item, Loan
 from app.reads import Read
 from app.services import holds, loans
 from app.settings import load_settings
@@ -151,3 +151,46 @@ async def test_sql_rows_match_sqlalchemy_text_and_see_the_sessions_writes(db: As
     await db.execute(update(Bib).where(Bib.id == got[0].id).values(title="書き換え中"))
     assert (await reads.sql_rows(db, sql, params))[0].title == "書き換え中"
     await db.rollback()
+
+
+async def test_the_dashboards_lines_are_the_lists_views_cut_down(db: AsyncSession) -> None:
+    """loans.lines and holds.lines (the dashboard's reads) give every patron the loans and holds
+    that list_loans and list_holds give, in the same order, with the same titles, dates and states."""
+    from app.models import Patron
+
+    policy = _policy()
+    today = dt.date.today()
+    now = dt.datetime.combine(today, dt.time(10))
+    hanako = await _hanako(db)
+    branch = await db.scalar(select(Branch.id).order_by(Branch.id))
+    held = select(Hold.bib_id).where(Hold.patron_id == hanako)
+    free = (await db.scalars(select(Bib.id).where(Bib.id.not_in(held)).order_by(Bib.id).limit(4))).all()
+    states = [  # one of each state the lists show, and one cancelled too long ago to be shown
+        {"status": "ready", "shelf_until": today + dt.timedelta(days=7)},
+        {"status": "in_transit"},
+        {"status": "cancelled", "cancelled_at": now - dt.timedelta(days=1), "cancel_reason": "patron"},
+        {"status": "cancelled", "cancelled_at": now - dt.timedelta(days=400), "cancel_reason": "patron"},
+    ]
+    for n, (bib_id, values) in enumerate(zip(free, states, strict=True)):
+        placed = now - dt.timedelta(days=30 - n)
+        db.add(Hold(patron_id=hanako, bib_id=bib_id, placed_at=placed, pickup_branch_id=branch, **values))
+    await db.flush()
+    seen_statuses: set[str] = set()
+    overdue_seen = False
+    for patron_id in (await db.scalars(select(Patron.id))).all():
+        views = await loans.list_loans(db, patron_id, today=today, policy=policy)
+        expected = [(v.title, v.due_on, v.overdue) for v in views]
+        assert [
+            (x.title, x.due_on, x.overdue) for x in await loans.lines(db, patron_id, today=today)
+        ] == expected
+        overdue_seen |= any(v.overdue for v in views)
+        hold_views = await holds.list_holds(db, patron_id, today=today, policy=policy)
+        wanted = [
+            (h.title, h.status, h.pickup_ja, h.pickup_en, h.shelf_until, h.cancelled_at) for h in hold_views
+        ]
+        got = await holds.lines(db, patron_id, today=today, policy=policy)
+        assert [
+            (h.title, h.status, h.pickup_ja, h.pickup_en, h.shelf_until, h.cancelled_at) for h in got
+        ] == wanted
+        seen_statuses |= {h.status for h in hold_views}
+    assert overdue_seen and {"waiting", "ready", "in_transit", "cancelled"} <= seen_statuses, seen_statuses
