@@ -131,25 +131,24 @@ class LeanRedis:
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._transport: asyncio.Transport | None = None
-        self._waiting: deque[asyncio.Future[Any]] = deque()
-        # When each waiting command's reply is due (loop time), oldest first, and the one timer that
-        # watches the oldest (see _watch).
-        self._deadlines: deque[float] = deque()
+        # Each command written or queued and not yet answered, oldest first, with the loop time its
+        # reply is due by; the one timer that watches the oldest (see _watch).
+        self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._watchdog: asyncio.TimerHandle | None = None
         self._opening: asyncio.Future[None] | None = None
-        # Commands packed but not yet written, and the connection they are for (see _send).
+        # Commands packed but not yet written (see _send). They are always for the current
+        # connection: losing it (_lost) drops them.
         self._unsent: list[bytes] = []
-        self._unsent_for: asyncio.Transport | None = None
 
     async def execute(self, *args: Any) -> Any:
         transport = self._transport
         if transport is None or transport.is_closing():
             if transport is not None:  # closing, its loss not yet reported: its commands fail now,
                 self._lost(RedisConnectionError("Connection closed by server."))  # not the next ones
-            transport = await self._open()
-        return await self._reply(self._send(transport, args))
+            await self._open()
+        return await self._reply(self._send(args))
 
-    def _send(self, transport: asyncio.Transport, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+    def _send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         """Queue a command; the commands of one turn of the event loop go out in one write.
 
         Why: a write to a TCP socket is a system call that runs the kernel's network stack in this
@@ -161,23 +160,20 @@ class LeanRedis:
         """
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
-        self._waiting.append(reply)
-        self._deadlines.append(loop.time() + self._timeout)
+        self._waiting.append((reply, loop.time() + self._timeout))
         if self._watchdog is None:
-            self._watchdog = loop.call_at(self._deadlines[0], self._watch)
+            self._watchdog = loop.call_at(self._waiting[0][1], self._watch)
         if not self._unsent:
-            self._unsent_for = transport
             loop.call_soon(self._flush)
         self._unsent.append(hiredis.pack_command(args))
         return reply
 
     def _flush(self) -> None:
-        if not self._unsent:  # lost before this turn came (_lost dropped them)
-            return
         unsent, self._unsent = self._unsent, []
-        transport, self._unsent_for = self._unsent_for, None
-        # A connection lost meanwhile already failed these commands (_lost); nothing is written.
-        if transport is not None and transport is self._transport and not transport.is_closing():
+        transport = self._transport
+        # Nothing left (the connection was lost before this turn came: _lost dropped them and
+        # failed their commands), or a connection closing: nothing is written.
+        if unsent and transport is not None and not transport.is_closing():
             transport.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))
 
     def _watch(self) -> None:
@@ -187,10 +183,10 @@ class LeanRedis:
         come by then, the connection is lost and every waiting command fails with a timeout, as
         redis-py's socket timeout does; otherwise it waits for the next oldest."""
         self._watchdog = None
-        if not self._deadlines:
+        if not self._waiting:
             return
         loop = asyncio.get_running_loop()
-        oldest = self._deadlines[0]
+        oldest = self._waiting[0][1]
         if loop.time() >= oldest:
             self._lost(RedisTimeoutError("Timeout reading from socket"))
         else:
@@ -202,7 +198,7 @@ class LeanRedis:
             raise answer
         return answer
 
-    async def _open(self) -> asyncio.Transport:
+    async def _open(self) -> None:
         if self._opening is None:
             self._opening = asyncio.get_running_loop().create_future()
             opening = self._opening
@@ -220,7 +216,6 @@ class LeanRedis:
             await asyncio.shield(self._opening)
         if self._transport is None:  # opened and lost at once
             raise RedisConnectionError("Connection closed by server.")
-        return self._transport
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -239,7 +234,7 @@ class LeanRedis:
         self._transport = transport  # type: ignore[assignment]
         # AUTH and SELECT are all written before this first await, so any command another caller
         # writes on this connection comes after them, and Redis runs them in that order.
-        answers = [self._send(self._transport, command) for command in self._greeting]
+        answers = [self._send(command) for command in self._greeting]
         try:
             for answer in answers:
                 await self._reply(answer)
@@ -249,22 +244,20 @@ class LeanRedis:
 
     def _received(self, reply: Any) -> None:
         if self._waiting:  # the oldest command's reply; a caller that gave up still had its place
-            waiter = self._waiting.popleft()
-            self._deadlines.popleft()
+            waiter, _ = self._waiting.popleft()
             if not waiter.done():
                 waiter.set_result(reply)
 
     def _lost(self, error: Exception) -> None:
         transport, self._transport = self._transport, None
-        self._unsent, self._unsent_for = [], None
+        self._unsent = []
         if transport is not None:
             transport.abort()
         waiting, self._waiting = self._waiting, deque()
-        self._deadlines.clear()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        for waiter in waiting:
+        for waiter, _ in waiting:
             if not waiter.done():
                 waiter.set_exception(error)
 

@@ -353,7 +353,7 @@ async def test_lean_each_command_has_its_own_deadline() -> None:
         results = await asyncio.gather(*waiting, return_exceptions=True)
         assert results[:2] == [b"0", b"1"], results  # 0.2 and 0.4 s: within 0.5 s
         assert all(isinstance(r, redis.TimeoutError) for r in results[2:]), results  # 0.6 s and later
-        assert lean._watchdog is None and not lean._deadlines  # nothing left to watch
+        assert lean._watchdog is None and not lean._waiting  # nothing left to watch
         echo.delay = 0
         assert await lean.execute("GET", "again") == b"again"  # a new connection
     finally:
