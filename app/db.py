@@ -63,17 +63,20 @@ def make_engine(
         pool_size=10,
         max_overflow=10,
         pool_pre_ping=True,
-        connect_args={
-            "server_settings": {
-                "lock_timeout": str(int(lock_timeout * 1000)),
-                # No JIT: asyncpg prepares every statement, and PostgreSQL's generic plan for the
-                # search hits' availability counts (catalog._HITS_SQL) is costed high enough to be
-                # JIT-compiled at every execution: 35 ms of compiling for 0.5 ms of work at 1 M
-                # titles (bench/search.py). JIT pays off for long analytic queries, not for a page's.
-                "jit": "off",
-            }
-        },
+        connect_args={"server_settings": pg_server_settings(lock_timeout)},
     )
+
+
+def pg_server_settings(lock_timeout: float) -> dict[str, str]:
+    """What every PostgreSQL connection of the app sets (the engine's and the GET pages' reader's)."""
+    return {
+        "lock_timeout": str(int(lock_timeout * 1000)),
+        # No JIT: asyncpg prepares every statement, and PostgreSQL's generic plan for the search
+        # hits' availability counts (catalog._HITS_SQL) is costed high enough to be JIT-compiled at
+        # every execution: 35 ms of compiling for 0.5 ms of work at 1 M titles (bench/search.py).
+        # JIT pays off for long analytic queries, not for a page's.
+        "jit": "off",
+    }
 
 
 def is_busy(error: BaseException) -> bool:

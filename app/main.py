@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import i18n, reads
 from app.csrf import check_csrf_with_one_hmac
-from app.db import is_busy, make_engine, make_sessionmaker
+from app.db import is_busy, make_engine, make_sessionmaker, pg_server_settings
 from app.policy import get_policy
 from app.redisconn import lean_redis, make_redis
 from app.routes import ROUTES
@@ -310,9 +310,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
         read_engine = make_engine(settings.database_url, inline_reads=True) if settings.is_sqlite else engine
         app.state.engine, app.state.read_engine = engine, read_engine
         app.state.sessionmaker = make_sessionmaker(engine)
-        # GET pages on SQLite read through one shared inline connection (app/reads.py).
+        # GET pages read through one shared inline connection on SQLite, and through a pool of
+        # autocommit connections on PostgreSQL (app/reads.py).
         app.state.read_info = (
-            reads.shared_reader(settings.database_url, read_engine.dialect) if settings.is_sqlite else None
+            reads.shared_reader(settings.database_url, read_engine.dialect)
+            if settings.is_sqlite
+            else await reads.pg_reader(
+                settings.database_url,
+                read_engine.dialect,
+                server_settings=pg_server_settings(settings.db_lock_timeout),
+            )
         )
         app.state.read_sessionmaker = make_sessionmaker(read_engine, info=app.state.read_info)
         app.state.redis = redis
@@ -324,7 +331,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await app.state.engine.dispose()
         await app.state.read_engine.dispose()
         if app.state.read_info:
-            reads.close_shared_reader(app.state.read_info)
+            await reads.close_shared_reader(app.state.read_info)
         await app.state.redis.aclose()
         if app.state.session_redis is not None:
             app.state.session_redis.close()

@@ -31,10 +31,12 @@ def run_all(argv: list[str]) -> int:
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     rows: list[Row] = []
     started = time.perf_counter()
+    databases = [d.strip() for d in args.databases.split(",") if d.strip()]
     if "pages" in parts:
-        print("# pages (python -m bench pages)", flush=True)
-        if pages.main(["--seconds", str(args.seconds)], summary=rows):
-            return 1
+        for database in databases:
+            print(f"# pages on {database} (python -m bench pages --database {database})", flush=True)
+            if pages.main(["--seconds", str(args.seconds), "--database", database], summary=rows):
+                return 1
     if "search" in parts:
         print("\n# search (python -m bench search)", flush=True)
         sizes = "10000,100000" if args.quick else "10000,100000,1000000"
@@ -46,8 +48,9 @@ def run_all(argv: list[str]) -> int:
     minutes = (time.perf_counter() - started) / 60
     print_summary(
         rows,
-        f"Pages: one server process on core 0, wrk -c32 on core 1, SQLite; ratio = the page's req/s over"
-        f" the bare template route's in the same run. Whole run: {minutes:.0f} min.",
+        f"Pages: one server process on core 0, wrk -c32 on core 1 (PostgreSQL's own processes unpinned);"
+        f" ratio = the page's req/s over the bare template route's in the same run."
+        f" Whole run: {minutes:.0f} min.",
     )
     return 0
 

@@ -20,7 +20,7 @@ from app import clock
 from app.i18n import gettext
 from app.policy import Policy
 from app.routes._render import flash, redirect, render, session_patron
-from app.services import alerts, card, feed, holds, lists, loans, marathon, news
+from app.services import card, dashboard, feed, news
 from app.services.accounts import SessionPatron
 
 
@@ -56,23 +56,20 @@ async def mylibrary(
     """The dashboard (Fukushima's マイライブラリー): the urgent things first, then the rest at a glance."""
     today = clock.today()
     # Lines, not the full views: the dashboard shows titles and dates, not renewal rules or queues.
-    loan_list = await loans.lines(db, patron.id, today=today)
-    hold_list = await holds.lines(db, patron.id, today=today, policy=policy)
-    marathons = await marathon.progress(db, patron.id)
-    overdue = [loan for loan in loan_list if loan.overdue]
+    found = await dashboard.overview(db, patron.id, today=today, policy=policy)
     return render(
         request,
         "pages/mylibrary.html",
-        loans=overdue + [loan for loan in loan_list if not loan.overdue],
-        overdue=overdue,
-        due_soon=[loan for loan in loan_list if not loan.overdue and (loan.due_on - today).days <= 3],
-        ready=[h for h in hold_list if h.status == "ready"],
-        active_holds=[h for h in hold_list if h.status != "cancelled"],
-        cancelled=[h for h in hold_list if h.status == "cancelled"],
-        book_lists=await lists.summaries(db, patron.id),
-        alert_list=await alerts.list_alerts(db, patron.id),
-        marathon=marathons[0] if marathons else None,
-        news_items=await news.current(db, today),
+        loans=found.loans,
+        overdue=found.overdue,
+        due_soon=found.due_soon,
+        ready=found.ready,
+        active_holds=found.active_holds,
+        cancelled=found.cancelled,
+        book_lists=found.book_lists,
+        alert_list=found.alert_list,
+        marathon=found.marathon,
+        news_items=found.news_items,
         month_param=_month(month, today).isoformat()[:7]
         if (month := request.query_params.get("month"))
         else "",

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import dialect_insert
 from app.i18n import N_
 from app.models import NOTICES, Alert, Bib, Email, Item, Patron, Series
-from app.reads import Read
+from app.reads import Bound, Read
 from app.services import catalog
 from app.services.refusal import Refused
 
@@ -148,9 +148,17 @@ _LIST = Read(
 )
 
 
-async def list_alerts(session: AsyncSession, patron_id: int) -> list[AlertView]:
-    rows = await _LIST.all(session, patron_id=patron_id)
+def alerts_read(patron_id: int) -> Bound:
+    """The patron's saved searches, oldest first: a list of AlertView (app/reads.py)."""
+    return Bound(_LIST, {"patron_id": patron_id}, _alert_views)
+
+
+def _alert_views(rows: list[Any]) -> list[AlertView]:
     return [AlertView(i, n, from_json(q), c) for i, n, q, c in rows]
+
+
+async def list_alerts(session: AsyncSession, patron_id: int) -> list[AlertView]:
+    return await alerts_read(patron_id).run(session)  # type: ignore[no-any-return]
 
 
 async def rename(session: AsyncSession, patron_id: int, alert_id: int, name: str) -> None:

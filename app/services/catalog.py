@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from app.i18n import N_
 from app.models import MATERIAL_TYPES, Bib, Branch, Hold, Item, Loan, Series
-from app.reads import Read, dialect_name, sql_rows
+from app.reads import Read, dialect_name, one_transaction, sql_rows
 from app.services.search_text import (
     bigram_text,
     char_text,
@@ -600,15 +600,19 @@ async def search(session: AsyncSession, params: SearchParams) -> SearchPage:
     query = key_query(params, dialect)
     if query is None:
         return SearchPage(params, [], 0, False)
+    async with one_transaction(session):  # the planner hints below hold for its statements alone
+        return await _search(session, params, query, dialect == "postgresql")
+
+
+async def _search(session: AsyncSession, params: SearchParams, query: KeyQuery, postgres: bool) -> SearchPage:
     offset = (params.page - 1) * PAGE_SIZE
     binds = query.binds
-    postgres = dialect == "postgresql"
     if postgres:
         # Plan the search's statements for this query's words: asyncpg prepares them, and after five
         # runs PostgreSQL may keep one generic plan, which cannot tell a word in one title in eight
         # (a seq scan stops after 1 001 matches: 4 ms) from a rare one (the GIN index: 0.4 ms), and
         # took the index for both (45 ms for the first). Planning anew costs ~0.2 ms.
-        await session.execute(text(_PG_CUSTOM_PLANS))
+        await sql_rows(session, _PG_CUSTOM_PLANS)
     counted = await _walk_count(session, query) if query.walked else None
     if counted is None:
         count_sql = f"SELECT count(*) AS n FROM ({query.base} LIMIT {COUNT_CAP + 1}) AS capped"
@@ -621,11 +625,11 @@ async def search(session: AsyncSession, params: SearchParams) -> SearchPage:
         # 1 M titles: 1.2 s → 2 ms) and a seq scan would test every row before sorting. PostgreSQL
         # cannot estimate a phrase's selectivity (it took a common reading for a rare one), so it
         # is told.
-        await session.execute(text(_PG_WALK_KEYS))
+        await sql_rows(session, _PG_WALK_KEYS)
     page = await sql_rows(session, page_sql, {**binds, "limit": PAGE_SIZE, "offset": offset})
     keys = [row[0] for row in page]
     if postgres:
-        await session.execute(text(_PG_USUAL_PLANS))
+        await sql_rows(session, _PG_USUAL_PLANS)
     hits = await _hits(session, [int(k) & LOW32 for k in keys])
     return SearchPage(
         params,

@@ -20,7 +20,7 @@ from sqlalchemy.orm import aliased
 from app.i18n import N_
 from app.models import ACTIVE_HOLD_STATUSES, Bib, Branch, Email, Hold, Item, Loan, Patron, PickupLocation
 from app.policy import Policy
-from app.reads import Read
+from app.reads import Bound, Read
 from app.services import notices
 
 STATUS_LABELS = {
@@ -446,7 +446,7 @@ _LIST = Read(_list_query)
 _LINES = Read(_lines_query)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a row of a page: not frozen, which costs a setattr call per field
 class HoldLine:
     """A hold as the dashboard lists it."""
 
@@ -463,11 +463,19 @@ def _cancelled_since(today: dt.date, policy: Policy) -> dt.datetime:
     return dt.datetime.combine(today - dt.timedelta(days=policy.cancelled_visible_days), dt.time())
 
 
-async def lines(session: AsyncSession, patron_id: int, *, today: dt.date, policy: Policy) -> list[HoldLine]:
+def lines_read(patron_id: int, *, today: dt.date, policy: Policy) -> Bound:
     """The holds `list_holds` gives, in its order, with only what the dashboard shows (no queue
-    position, no count of copies: the two subqueries a hold that the holds page needs)."""
-    rows = await _LINES.all(session, patron_id=patron_id, since=_cancelled_since(today, policy))
+    position, no count of copies: the two subqueries a hold that the holds page needs): a list of
+    HoldLine, alone or with other reads (app/reads.py)."""
+    return Bound(_LINES, {"patron_id": patron_id, "since": _cancelled_since(today, policy)}, _hold_lines)
+
+
+def _hold_lines(rows: list[Any]) -> list[HoldLine]:
     return [HoldLine(r.title, r.status, r.name_ja, r.name_en, r.shelf_until, r.cancelled_at) for r in rows]
+
+
+async def lines(session: AsyncSession, patron_id: int, *, today: dt.date, policy: Policy) -> list[HoldLine]:
+    return await lines_read(patron_id, today=today, policy=policy).run(session)  # type: ignore[no-any-return]
 
 
 async def list_holds(

@@ -12,7 +12,7 @@ import io
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import N_
 from app.models import Bib, BookList, BookListEntry, Favourite
-from app.reads import Read
+from app.reads import Bound, Read
 from app.services.refusal import Refused
 
 MAX_LISTS = 100
@@ -91,8 +91,17 @@ _SUMMARIES = Read(
 )
 
 
+def summaries_read(patron_id: int) -> Bound:
+    """The patron's lists with their number of titles: a list of ListSummary (app/reads.py)."""
+    return Bound(_SUMMARIES, {"patron_id": patron_id}, _summaries)
+
+
+def _summaries(rows: list[Any]) -> list[ListSummary]:
+    return [ListSummary(*row) for row in rows]
+
+
 async def summaries(session: AsyncSession, patron_id: int) -> list[ListSummary]:
-    return [ListSummary(*row) for row in await _SUMMARIES.all(session, patron_id=patron_id)]
+    return await summaries_read(patron_id).run(session)  # type: ignore[no-any-return]
 
 
 async def create(session: AsyncSession, patron_id: int, name: str, memo: str = "") -> int:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sqlalchemy import Integer, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.i18n import N_
 from app.models import Loan, Marathon
-from app.reads import Read
+from app.reads import Bound, Read
 from app.services.refusal import Refused
 
 MAX_GOAL = 10_000
@@ -92,6 +92,15 @@ def _progress_query() -> Select:
 _PROGRESS = Read(_progress_query)
 
 
+def progress_read(patron_id: int) -> Bound:
+    """Every marathon of the patron, newest first, with the loans made inside its dates: a list of
+    Progress, alone or with other reads (app/reads.py)."""
+    return Bound(_PROGRESS, {"patron_id": patron_id}, _progress)
+
+
+def _progress(rows: list[Any]) -> list[Progress]:
+    return [Progress(*row) for row in rows]
+
+
 async def progress(session: AsyncSession, patron_id: int) -> list[Progress]:
-    """Every marathon of the patron, newest first, with the loans made inside its dates."""
-    return [Progress(*row) for row in await _PROGRESS.all(session, patron_id=patron_id)]
+    return await progress_read(patron_id).run(session)  # type: ignore[no-any-return]

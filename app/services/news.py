@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import dialect_insert
 from app.i18n import N_
 from app.models import NOTICES, Branch, ClosedDay, Email, LibraryEvent, News, Notice, Patron
-from app.reads import Read
+from app.reads import Bound, Read
 from app.services.refusal import Refused
 
 MAX_TITLE = 100
@@ -125,10 +125,14 @@ def _current_query() -> Select:
 _CURRENT = Read(_current_query)
 
 
-async def current(session: AsyncSession, today: dt.date, limit: int = 5) -> list[Any]:
+def current_read(today: dt.date, limit: int = 5) -> Bound:
     """News to show (rows with News's columns): published, not past its "show until" day; urgent
-    first, newest first."""
-    return await _CURRENT.all(session, today=today, limit=limit)
+    first, newest first; alone or with other reads (app/reads.py)."""
+    return Bound(_CURRENT, {"today": today, "limit": limit}, list)
+
+
+async def current(session: AsyncSession, today: dt.date, limit: int = 5) -> list[Any]:
+    return await current_read(today, limit).run(session)  # type: ignore[no-any-return]
 
 
 async def recent(session: AsyncSession, limit: int = 30) -> list[News]:

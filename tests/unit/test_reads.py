@@ -1,13 +1,15 @@
 """app/reads.py: a Read returns what SQLAlchemy would, on both databases, inside the session's transaction."""
 
+import dataclasses
 import datetime as dt
+from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app import reads
-from app.db import make_engine, make_sessionmaker
+from app.db import make_engine, make_sessionmaker, pg_server_settings
 from app.models import Bib, Branch, Hold, Item, Loan
 from app.reads import Read
 from app.services import holds, loans
@@ -68,11 +70,18 @@ async def test_sees_the_sessions_own_writes_and_follows_a_commit(db: AsyncSessio
     assert (await LOANS_OF.first(db, patron_id=hanako, since=dt.date(2031, 1, 1))).id == first.id
 
 
+async def _reader(database_url: str) -> tuple[AsyncEngine, dict[str, Any]]:
+    """GET pages' reader as the app makes it: SQLite's shared inline connection, PostgreSQL's pool."""
+    if BACKEND == "sqlite":
+        engine = make_engine(database_url, inline_reads=True)
+        return engine, reads.shared_reader(database_url, engine.dialect)
+    engine = make_engine(database_url)
+    settings = pg_server_settings(10.0)
+    return engine, await reads.pg_reader(database_url, engine.dialect, server_settings=settings, size=2)
+
+
 async def test_shared_reader_sees_what_others_commit(database_url: str, db: AsyncSession) -> None:
-    if BACKEND != "sqlite":
-        pytest.skip("the shared inline reader exists only on SQLite; PostgreSQL reads through its pool")
-    engine = make_engine(database_url, inline_reads=True)
-    info = reads.shared_reader(database_url, engine.dialect)
+    engine, info = await _reader(database_url)
     try:
         maker = make_sessionmaker(engine, info=info)
         count = Read(lambda: select(func.count(Hold.id)).where(Hold.status == bindparam("status")))
@@ -85,27 +94,23 @@ async def test_shared_reader_sees_what_others_commit(database_url: str, db: Asyn
             assert reader.sync_session.get_transaction() is None  # no pooled connection was opened
         assert before > 0 and after == 0
     finally:
-        reads.close_shared_reader(info)
+        await reads.close_shared_reader(info)
         await engine.dispose()
 
 
 async def test_a_get_pages_session_is_made_only_when_more_than_reads_is_asked(database_url: str) -> None:
     """app/routes/_deps.PageSession: Reads run on the shared reader with no AsyncSession made;
     an ORM query makes one (and it is closed after); the shared dict cannot be written through it."""
-    if BACKEND != "sqlite":
-        pytest.skip("the shared inline reader exists only on SQLite; PostgreSQL pages get a session")
-    from sqlalchemy import text
 
     from app.routes._deps import PageSession
 
-    engine = make_engine(database_url, inline_reads=True)
-    info = reads.shared_reader(database_url, engine.dialect)
+    engine, info = await _reader(database_url)
     try:
         page = PageSession(make_sessionmaker(engine, info=info), info)
         assert isinstance(page, AsyncSession)  # what Litestar checks against the handler's annotation
         count = Read(lambda: select(func.count(Bib.id)))
         assert await count.scalar(page) > 0  # type: ignore[arg-type]
-        assert reads.dialect_name(page) == "sqlite"  # type: ignore[arg-type]
+        assert reads.dialect_name(page) == BACKEND  # type: ignore[arg-type]
         assert page._session is None
         with pytest.raises(TypeError):
             page.info["anything"] = 1  # type: ignore[index]
@@ -115,7 +120,7 @@ async def test_a_get_pages_session_is_made_only_when_more_than_reads_is_asked(da
         await page.close_if_used()
         assert made.sync_session.get_transaction() is None
     finally:
-        reads.close_shared_reader(info)
+        await reads.close_shared_reader(info)
         await engine.dispose()
 
 
@@ -135,7 +140,6 @@ def _policy():  # type: ignore[no-untyped-def]
 
 
 async def test_sql_rows_match_sqlalchemy_text_and_see_the_sessions_writes(db: AsyncSession) -> None:
-    from sqlalchemy import text
 
     sql = (
         "SELECT b.id, b.title, (SELECT count(*) FROM items i WHERE i.bib_id = b.id) AS items "
@@ -153,19 +157,13 @@ async def test_sql_rows_match_sqlalchemy_text_and_see_the_sessions_writes(db: As
     await db.rollback()
 
 
-async def test_the_dashboards_lines_are_the_lists_views_cut_down(db: AsyncSession) -> None:
-    """loans.lines and holds.lines (the dashboard's reads) give every patron the loans and holds
-    that list_loans and list_holds give, in the same order, with the same titles, dates and states."""
-    from app.models import Patron
-
-    policy = _policy()
-    today = dt.date.today()
+async def _holds_in_every_state(db: AsyncSession, patron_id: int, today: dt.date) -> None:
+    """One hold of each state the lists show, and one cancelled too long ago to be shown."""
     now = dt.datetime.combine(today, dt.time(10))
-    hanako = await _hanako(db)
     branch = await db.scalar(select(Branch.id).order_by(Branch.id))
-    held = select(Hold.bib_id).where(Hold.patron_id == hanako)
+    held = select(Hold.bib_id).where(Hold.patron_id == patron_id)
     free = (await db.scalars(select(Bib.id).where(Bib.id.not_in(held)).order_by(Bib.id).limit(4))).all()
-    states = [  # one of each state the lists show, and one cancelled too long ago to be shown
+    states = [
         {"status": "ready", "shelf_until": today + dt.timedelta(days=7)},
         {"status": "in_transit"},
         {"status": "cancelled", "cancelled_at": now - dt.timedelta(days=1), "cancel_reason": "patron"},
@@ -173,8 +171,18 @@ async def test_the_dashboards_lines_are_the_lists_views_cut_down(db: AsyncSessio
     ]
     for n, (bib_id, values) in enumerate(zip(free, states, strict=True)):
         placed = now - dt.timedelta(days=30 - n)
-        db.add(Hold(patron_id=hanako, bib_id=bib_id, placed_at=placed, pickup_branch_id=branch, **values))
+        db.add(Hold(patron_id=patron_id, bib_id=bib_id, placed_at=placed, pickup_branch_id=branch, **values))
     await db.flush()
+
+
+async def test_the_dashboards_lines_are_the_lists_views_cut_down(db: AsyncSession) -> None:
+    """loans.lines and holds.lines (the dashboard's reads) give every patron the loans and holds
+    that list_loans and list_holds give, in the same order, with the same titles, dates and states."""
+    from app.models import Patron
+
+    policy = _policy()
+    today = dt.date.today()
+    await _holds_in_every_state(db, await _hanako(db), today)
     seen_statuses: set[str] = set()
     overdue_seen = False
     for patron_id in (await db.scalars(select(Patron.id))).all():
@@ -194,3 +202,160 @@ async def test_the_dashboards_lines_are_the_lists_views_cut_down(db: AsyncSessio
         ] == wanted
         seen_statuses |= {h.status for h in hold_views}
     assert overdue_seen and {"waiting", "ready", "in_transit", "cancelled"} <= seen_statuses, seen_statuses
+
+
+def _values(row: Any) -> list[Any]:
+    if isinstance(row, tuple):
+        return list(row)
+    return [getattr(row, field.name) for field in dataclasses.fields(row)]
+
+
+def _dashboard_parts(patron_id: int, today: dt.date) -> list[reads.Bound]:
+    from app.services import alerts, lists, marathon, news
+
+    return [
+        loans.lines_read(patron_id, today=today),
+        holds.lines_read(patron_id, today=today, policy=_policy()),
+        marathon.progress_read(patron_id),
+        lists.summaries_read(patron_id),
+        alerts.alerts_read(patron_id),
+        news.current_read(today),
+    ]
+
+
+async def test_reads_together_give_what_each_gives_alone_as_one_statement_or_not(db: AsyncSession) -> None:
+    """reads.together, as one statement (PostgreSQL's way) and one read after another (SQLite's),
+    on both databases: for every patron the same rows, in the same order, with the same types
+    (dates, datetimes, booleans, counts), empty parts included; inside the session's transaction."""
+    from app.models import Alert, BookList, BookListEntry, Marathon, News, Patron
+
+    today = dt.date.today()
+    hanako = await _hanako(db)
+    await _holds_in_every_state(db, hanako, today)
+    bib = await db.scalar(select(Bib.id).order_by(Bib.id))
+    shelf = BookList(patron_id=hanako, name="読みたい <本>", memo="“引用” & 'quote'")
+    db.add_all([shelf, BookList(patron_id=hanako, name="空のリスト")])
+    await db.flush()
+    db.add(BookListEntry(list_id=shelf.id, bib_id=bib))
+    db.add(Marathon(patron_id=hanako, goal=12, starts_on=today - dt.timedelta(days=90), ends_on=today))
+    db.add(Alert(patron_id=hanako, name="猫", query='{"q": "猫"}'))
+    db.add_all(
+        [
+            News(title_ja="休館", body_ja="改行\nあり", urgent=True, published_on=today, shown_until=today),
+            News(
+                title_ja="お知らせ",
+                title_en="News",
+                published_on=today - dt.timedelta(days=3),
+                mail_requested=True,
+                mailed_at=dt.datetime(2026, 1, 2, 3, 4, 5, 678901),
+            ),
+        ]
+    )
+    await db.flush()
+    filled = 0
+    for patron_id in (await db.scalars(select(Patron.id).order_by(Patron.id))).all():
+        alone = [await part.run(db) for part in _dashboard_parts(patron_id, today)]
+        for as_one in (True, False):
+            got = await reads.together(db, *_dashboard_parts(patron_id, today), as_one=as_one)
+            assert got == alone, (patron_id, as_one)
+            for part_got, part_alone in zip(got, alone, strict=True):  # same values, same types
+                for row_got, row_alone in zip(part_got, part_alone, strict=True):
+                    assert [type(v) for v in _values(row_got)] == [type(v) for v in _values(row_alone)]
+        filled += all(alone[:5])
+    assert filled >= 1  # Hanako has something in every part
+    news_rows = alone[5]
+    assert news_rows[0].urgent is True and news_rows[0].body_ja == "改行\nあり"
+    assert any(n.mailed_at == dt.datetime(2026, 1, 2, 3, 4, 5, 678901) for n in news_rows)
+
+
+async def test_reads_together_refuses_a_column_json_cannot_carry(db: AsyncSession) -> None:
+    average = Read(lambda: select(func.avg(Bib.pub_year).label("year")))
+    with pytest.raises(ValueError, match="no JSON conversion"):
+        await reads.together(db, reads.Bound(average, {}, list), as_one=True)
+
+
+async def test_postgresql_reader_reconnects_after_the_server_drops_its_connection(database_url: str) -> None:
+    if BACKEND != "postgresql":
+        pytest.skip("PgReader is PostgreSQL's reader; SQLite's has no connection to lose")
+    engine, info = await _reader(database_url)
+    count = Read(lambda: select(func.count(Bib.id)))
+    try:
+        async with make_sessionmaker(engine, info=info)() as reader:
+            before = await count.scalar(reader)
+            async with engine.connect() as admin:  # as a server restart or an idle timeout would
+                dropped = await admin.scalar(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            assert dropped >= 1
+            assert await count.scalar(reader) == before > 0
+    finally:
+        await reads.close_shared_reader(info)
+        await engine.dispose()
+
+
+async def test_one_transaction_pins_a_connection_for_transaction_local_settings(database_url: str) -> None:
+    """reads.one_transaction: on PostgreSQL's reader (a statement per pooled connection) the
+    statements inside share one connection and transaction, so the search's planner hints
+    (set_config(..., true)) reach the statements after them, and end with it; on SQLite's
+    shared reader (one connection) it changes nothing and reads go on as before."""
+    engine, info = await _reader(database_url)
+    count = Read(lambda: select(func.count(Bib.id)))
+    try:
+        async with make_sessionmaker(engine, info=info)() as reader:
+            titles = await count.scalar(reader)
+            async with reads.one_transaction(reader):
+                assert await count.scalar(reader) == titles > 0
+                if BACKEND == "postgresql":
+                    hint = "SELECT set_config('plan_cache_mode', 'force_custom_plan', true) AS mode"
+                    await reads.sql_rows(reader, hint)
+                    shown = await reads.sql_rows(reader, "SELECT current_setting('plan_cache_mode') AS mode")
+                    assert shown[0].mode == "force_custom_plan"
+                    pids = {
+                        (await reads.sql_rows(reader, "SELECT pg_backend_pid() AS pid"))[0].pid for _ in "abc"
+                    }
+                    assert len(pids) == 1
+            if BACKEND == "postgresql":
+                after = await reads.sql_rows(reader, "SELECT current_setting('plan_cache_mode') AS mode")
+                assert after[0].mode == "auto"  # the hint ended with its transaction
+            with pytest.raises(ZeroDivisionError):
+                async with reads.one_transaction(reader):
+                    await count.scalar(reader)
+                    raise ZeroDivisionError
+            assert await count.scalar(reader) == titles  # the connection went back to the pool
+            assert reader.sync_session.get_transaction() is None  # no session was opened for any of it
+    finally:
+        await reads.close_shared_reader(info)
+        await engine.dispose()
+
+
+async def test_search_through_the_get_pages_reader_finds_what_a_session_finds(
+    database_url: str, db: AsyncSession
+) -> None:
+    """The search page reads through the reader, its statements pinned to one transaction on
+    PostgreSQL (reads.one_transaction): the same titles, counts and availability as through a session."""
+    from app.services import catalog
+
+    engine, info = await _reader(database_url)
+    found = 0
+    try:
+        async with make_sessionmaker(engine, info=info)() as reader:
+            for q, sort in (
+                ("の", "relevance"),
+                ("の", "newest"),
+                ("猫", "relevance"),
+                ("garden", "relevance"),
+            ):
+                params = catalog.SearchParams(q=q, sort=sort)
+                through_session = await catalog.search(db, params)
+                through_reader = await catalog.search(reader, params)  # type: ignore[arg-type]
+                assert through_reader.total == through_session.total
+                assert through_reader.hits == through_session.hits, (q, sort)
+                found += len(through_session.hits)
+            assert reader.sync_session.get_transaction() is None
+        assert found >= 20
+    finally:
+        await reads.close_shared_reader(info)
+        await engine.dispose()
