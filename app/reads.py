@@ -325,13 +325,16 @@ class PgReader:
             return await self._pool.fetch(sql, *values)  # type: ignore[no-any-return]
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Any]:
-        """One connection in one read-only transaction, for statements that must share it."""
+    async def transaction(self, settings: dict[str, str] | None = None) -> AsyncIterator[Any]:
+        """One connection in one read-only transaction, for statements that must share it, with
+        `settings` (SET LOCAL) sent together with BEGIN: one round trip for both."""
+        begin = "BEGIN READ ONLY" + "".join(
+            f"; SET LOCAL {name} = '{value}'" for name, value in (settings or {}).items()
+        )
         for attempt in (1, 2):
             async with self._pool.acquire() as connection:
-                transaction = connection.transaction(readonly=True)
                 try:
-                    await transaction.start()
+                    await connection.execute(begin)  # the simple protocol: several statements at once
                 except self._lost:
                     if attempt == 2:
                         raise
@@ -341,9 +344,9 @@ class PgReader:
                     yield connection
                 except BaseException:
                     with suppress(*self._lost):  # a lost connection has nothing to roll back
-                        await transaction.rollback()
+                        await connection.execute("ROLLBACK")
                     raise
-                await transaction.commit()
+                await connection.execute("COMMIT")
                 return
 
     async def close(self) -> None:
@@ -354,22 +357,31 @@ _PINNED: ContextVar[tuple[Any, Any, Dialect] | None] = ContextVar("reads_pinned"
 
 
 @asynccontextmanager
-async def one_transaction(session: AsyncSession) -> AsyncIterator[None]:
+async def one_transaction(
+    session: AsyncSession, settings: dict[str, str] | None = None
+) -> AsyncIterator[bool]:
     """Inside, this task's `Read`s and `sql_rows` on `session` share one connection and one
-    transaction: for what needs both, such as transaction-local settings (`set_config(..., true)`,
-    the search's planner hints on PostgreSQL). A session runs in one transaction already, and so
-    does SQLite's shared reader (one connection); only PostgreSQL's reader, a statement per
-    connection, needs to pin one here."""
+    transaction, with PostgreSQL's `settings` (names and values from the code, never from a
+    client) in force for it alone: the search's planner hints. A session runs in one transaction
+    already: the settings are made there with `set_config(..., true)` and last until it ends.
+    SQLite's shared reader is one connection and has no such settings: nothing is done.
+    Gives True where the transaction, and the settings with it, end with the block (PostgreSQL's
+    reader, a statement per connection otherwise)."""
     shared = session.info.get(_SHARED_KEY)
-    if shared is None or not isinstance(shared[0], PgReader) or _PINNED.get() is not None:
-        yield
+    if shared is not None and isinstance(shared[0], PgReader) and _PINNED.get() is None:
+        async with shared[0].transaction(settings) as connection:
+            token = _PINNED.set((shared, connection, shared[1]))
+            try:
+                yield True
+            finally:
+                _PINNED.reset(token)
         return
-    async with shared[0].transaction() as connection:
-        token = _PINNED.set((shared, connection, shared[1]))
-        try:
-            yield
-        finally:
-            _PINNED.reset(token)
+    if settings and dialect_name(session) == "postgresql":
+        pairs = ", ".join(f"set_config('{name}', '{value}', true)" for name, value in settings.items())
+        # Through the session, not sql_rows: SQLAlchemy sends BEGIN with its first statement, and a
+        # Read on the driver connection before that would run, and set, outside the transaction.
+        await session.execute(text(f"SELECT {pairs}"))
+    yield False
 
 
 async def _no_reset(connection: Any) -> None:

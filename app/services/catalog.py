@@ -528,7 +528,7 @@ def key_query(params: SearchParams, dialect: str = "sqlite") -> KeyQuery | None:
     return KeyQuery(base, newest, newest, binds, False)
 
 
-_PG_CUSTOM_PLANS = "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"
+_PG_CUSTOM_PLANS = {"plan_cache_mode": "force_custom_plan"}
 _PG_WALK_KEYS = (
     "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)"
 )
@@ -600,19 +600,31 @@ async def search(session: AsyncSession, params: SearchParams) -> SearchPage:
     query = key_query(params, dialect)
     if query is None:
         return SearchPage(params, [], 0, False)
-    async with one_transaction(session):  # the planner hints below hold for its statements alone
-        return await _search(session, params, query, dialect == "postgresql")
+    postgres = dialect == "postgresql"
+    # On PostgreSQL, plan the count and the page's keys for this query's words: asyncpg prepares
+    # them, and after five runs PostgreSQL may keep one generic plan, which cannot tell a word in
+    # one title in eight (a seq scan stops after 1 001 matches: 4 ms) from a rare one (the GIN
+    # index: 0.4 ms), and took the index for both (45 ms for the first). Planning anew costs ~0.2 ms.
+    async with one_transaction(session, _PG_CUSTOM_PLANS if postgres else None) as hints_end_here:
+        counted, keys, broad = await _keys(session, params, query, postgres)
+    if postgres and not hints_end_here:  # a session's transaction goes on: the hits plan as usual
+        await sql_rows(session, _PG_USUAL_PLANS)
+    hits = await _hits(session, [int(k) & LOW32 for k in keys])
+    return SearchPage(
+        params,
+        hits,
+        min(counted, COUNT_CAP),
+        counted > COUNT_CAP,
+        newest_instead=params.sort == "relevance" and broad and query.has_terms,
+    )
 
 
-async def _search(session: AsyncSession, params: SearchParams, query: KeyQuery, postgres: bool) -> SearchPage:
+async def _keys(
+    session: AsyncSession, params: SearchParams, query: KeyQuery, postgres: bool
+) -> tuple[int, list[int], bool]:
+    """The matches counted (to COUNT_CAP + 1), the page's keys, and whether the matches are many."""
     offset = (params.page - 1) * PAGE_SIZE
     binds = query.binds
-    if postgres:
-        # Plan the search's statements for this query's words: asyncpg prepares them, and after five
-        # runs PostgreSQL may keep one generic plan, which cannot tell a word in one title in eight
-        # (a seq scan stops after 1 001 matches: 4 ms) from a rare one (the GIN index: 0.4 ms), and
-        # took the index for both (45 ms for the first). Planning anew costs ~0.2 ms.
-        await sql_rows(session, _PG_CUSTOM_PLANS)
     counted = await _walk_count(session, query) if query.walked else None
     if counted is None:
         count_sql = f"SELECT count(*) AS n FROM ({query.base} LIMIT {COUNT_CAP + 1}) AS capped"
@@ -627,17 +639,7 @@ async def _search(session: AsyncSession, params: SearchParams, query: KeyQuery, 
         # is told.
         await sql_rows(session, _PG_WALK_KEYS)
     page = await sql_rows(session, page_sql, {**binds, "limit": PAGE_SIZE, "offset": offset})
-    keys = [row[0] for row in page]
-    if postgres:
-        await sql_rows(session, _PG_USUAL_PLANS)
-    hits = await _hits(session, [int(k) & LOW32 for k in keys])
-    return SearchPage(
-        params,
-        hits,
-        min(counted, COUNT_CAP),
-        counted > COUNT_CAP,
-        newest_instead=params.sort == "relevance" and broad and query.has_terms,
-    )
+    return counted, [row[0] for row in page], broad
 
 
 # The four counts of a title's copies come from one look at its items, packed into one integer

@@ -296,36 +296,44 @@ async def test_postgresql_reader_reconnects_after_the_server_drops_its_connectio
         await engine.dispose()
 
 
-async def test_one_transaction_pins_a_connection_for_transaction_local_settings(database_url: str) -> None:
+async def test_one_transaction_pins_a_connection_for_transaction_local_settings(
+    database_url: str, db: AsyncSession
+) -> None:
     """reads.one_transaction: on PostgreSQL's reader (a statement per pooled connection) the
-    statements inside share one connection and transaction, so the search's planner hints
-    (set_config(..., true)) reach the statements after them, and end with it; on SQLite's
-    shared reader (one connection) it changes nothing and reads go on as before."""
+    statements inside share one connection and transaction, with the settings given (sent with
+    BEGIN) in force for them and gone after; on a session they are set in its transaction and last
+    as long as it; on SQLite nothing is done and reads go on as before."""
     engine, info = await _reader(database_url)
     count = Read(lambda: select(func.count(Bib.id)))
+    hints = {"plan_cache_mode": "force_custom_plan"}
+    mode = "SELECT current_setting('plan_cache_mode') AS mode"
     try:
         async with make_sessionmaker(engine, info=info)() as reader:
             titles = await count.scalar(reader)
-            async with reads.one_transaction(reader):
+            async with reads.one_transaction(reader, hints) as ends_here:
+                assert ends_here is (BACKEND == "postgresql")
                 assert await count.scalar(reader) == titles > 0
                 if BACKEND == "postgresql":
-                    hint = "SELECT set_config('plan_cache_mode', 'force_custom_plan', true) AS mode"
-                    await reads.sql_rows(reader, hint)
-                    shown = await reads.sql_rows(reader, "SELECT current_setting('plan_cache_mode') AS mode")
-                    assert shown[0].mode == "force_custom_plan"
+                    assert (await reads.sql_rows(reader, mode))[0].mode == "force_custom_plan"
                     pids = {
                         (await reads.sql_rows(reader, "SELECT pg_backend_pid() AS pid"))[0].pid for _ in "abc"
                     }
                     assert len(pids) == 1
             if BACKEND == "postgresql":
-                after = await reads.sql_rows(reader, "SELECT current_setting('plan_cache_mode') AS mode")
-                assert after[0].mode == "auto"  # the hint ended with its transaction
+                assert (await reads.sql_rows(reader, mode))[0].mode == "auto"  # ended with its transaction
             with pytest.raises(ZeroDivisionError):
-                async with reads.one_transaction(reader):
+                async with reads.one_transaction(reader, hints):
                     await count.scalar(reader)
                     raise ZeroDivisionError
-            assert await count.scalar(reader) == titles  # the connection went back to the pool
+            assert await count.scalar(reader) == titles  # rolled back, the connection back in the pool
             assert reader.sync_session.get_transaction() is None  # no session was opened for any of it
+        async with reads.one_transaction(db, hints) as ends_here:  # a session: its own transaction
+            assert ends_here is False
+            assert await count.scalar(db) == titles
+        if BACKEND == "postgresql":
+            assert (await reads.sql_rows(db, mode))[0].mode == "force_custom_plan"  # until it ends
+            await db.rollback()
+            assert (await reads.sql_rows(db, mode))[0].mode == "auto"
     finally:
         await reads.close_shared_reader(info)
         await engine.dispose()
