@@ -2,6 +2,8 @@
 
 import dataclasses
 import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -70,19 +72,26 @@ async def test_sees_the_sessions_own_writes_and_follows_a_commit(db: AsyncSessio
     assert (await LOANS_OF.first(db, patron_id=hanako, since=dt.date(2031, 1, 1))).id == first.id
 
 
-async def _reader(database_url: str) -> tuple[AsyncEngine, dict[str, Any]]:
-    """GET pages' reader as the app makes it: SQLite's shared inline connection, PostgreSQL's pool."""
+@asynccontextmanager
+async def _reader(database_url: str) -> AsyncIterator[tuple[AsyncEngine, dict[str, Any]]]:
+    """GET pages' reader as the app makes it (SQLite's shared inline connection, PostgreSQL's
+    pool) with its engine; both closed after."""
     if BACKEND == "sqlite":
         engine = make_engine(database_url, inline_reads=True)
-        return engine, reads.shared_reader(database_url, engine.dialect)
-    engine = make_engine(database_url)
-    settings = pg_server_settings(10.0)
-    return engine, await reads.pg_reader(database_url, engine.dialect, server_settings=settings, size=2)
+        info = reads.shared_reader(database_url, engine.dialect)
+    else:
+        engine = make_engine(database_url)
+        settings = pg_server_settings(10.0)
+        info = await reads.pg_reader(database_url, engine.dialect, server_settings=settings, size=2)
+    try:
+        yield engine, info
+    finally:
+        await reads.close_shared_reader(info)
+        await engine.dispose()
 
 
 async def test_shared_reader_sees_what_others_commit(database_url: str, db: AsyncSession) -> None:
-    engine, info = await _reader(database_url)
-    try:
+    async with _reader(database_url) as (engine, info):
         maker = make_sessionmaker(engine, info=info)
         count = Read(lambda: select(func.count(Hold.id)).where(Hold.status == bindparam("status")))
         async with maker() as reader:
@@ -93,9 +102,6 @@ async def test_shared_reader_sees_what_others_commit(database_url: str, db: Asyn
             after = await count.scalar(reader, status="waiting")
             assert reader.sync_session.get_transaction() is None  # no pooled connection was opened
         assert before > 0 and after == 0
-    finally:
-        await reads.close_shared_reader(info)
-        await engine.dispose()
 
 
 async def test_a_get_pages_session_is_made_only_when_more_than_reads_is_asked(database_url: str) -> None:
@@ -104,8 +110,7 @@ async def test_a_get_pages_session_is_made_only_when_more_than_reads_is_asked(da
 
     from app.routes._deps import PageSession
 
-    engine, info = await _reader(database_url)
-    try:
+    async with _reader(database_url) as (engine, info):
         page = PageSession(make_sessionmaker(engine, info=info), info)
         assert isinstance(page, AsyncSession)  # what Litestar checks against the handler's annotation
         count = Read(lambda: select(func.count(Bib.id)))
@@ -119,9 +124,6 @@ async def test_a_get_pages_session_is_made_only_when_more_than_reads_is_asked(da
         assert made is not None and made.sync_session.get_transaction() is not None
         await page.close_if_used()
         assert made.sync_session.get_transaction() is None
-    finally:
-        await reads.close_shared_reader(info)
-        await engine.dispose()
 
 
 def test_refuses_what_it_cannot_run_fast() -> None:
@@ -277,23 +279,18 @@ async def test_reads_together_refuses_a_column_json_cannot_carry(db: AsyncSessio
 async def test_postgresql_reader_reconnects_after_the_server_drops_its_connection(database_url: str) -> None:
     if BACKEND != "postgresql":
         pytest.skip("PgReader is PostgreSQL's reader; SQLite's has no connection to lose")
-    engine, info = await _reader(database_url)
     count = Read(lambda: select(func.count(Bib.id)))
-    try:
-        async with make_sessionmaker(engine, info=info)() as reader:
-            before = await count.scalar(reader)
-            async with engine.connect() as admin:  # as a server restart or an idle timeout would
-                dropped = await admin.scalar(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                    )
+    async with _reader(database_url) as (engine, info), make_sessionmaker(engine, info=info)() as reader:
+        before = await count.scalar(reader)
+        async with engine.connect() as admin:  # as a server restart or an idle timeout would
+            dropped = await admin.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
-            assert dropped >= 1
-            assert await count.scalar(reader) == before > 0
-    finally:
-        await reads.close_shared_reader(info)
-        await engine.dispose()
+            )
+        assert dropped >= 1
+        assert await count.scalar(reader) == before > 0
 
 
 async def test_one_transaction_pins_a_connection_for_transaction_local_settings(
@@ -303,11 +300,10 @@ async def test_one_transaction_pins_a_connection_for_transaction_local_settings(
     statements inside share one connection and transaction, with the settings given (sent with
     BEGIN) in force for them and gone after; on a session they are set in its transaction and last
     as long as it; on SQLite nothing is done and reads go on as before."""
-    engine, info = await _reader(database_url)
     count = Read(lambda: select(func.count(Bib.id)))
     hints = {"plan_cache_mode": "force_custom_plan"}
     mode = "SELECT current_setting('plan_cache_mode') AS mode"
-    try:
+    async with _reader(database_url) as (engine, info):
         async with make_sessionmaker(engine, info=info)() as reader:
             titles = await count.scalar(reader)
             async with reads.one_transaction(reader, hints) as ends_here:
@@ -334,9 +330,6 @@ async def test_one_transaction_pins_a_connection_for_transaction_local_settings(
             assert (await reads.sql_rows(db, mode))[0].mode == "force_custom_plan"  # until it ends
             await db.rollback()
             assert (await reads.sql_rows(db, mode))[0].mode == "auto"
-    finally:
-        await reads.close_shared_reader(info)
-        await engine.dispose()
 
 
 async def test_search_through_the_get_pages_reader_finds_what_a_session_finds(
@@ -346,9 +339,8 @@ async def test_search_through_the_get_pages_reader_finds_what_a_session_finds(
     PostgreSQL (reads.one_transaction): the same titles, counts and availability as through a session."""
     from app.services import catalog
 
-    engine, info = await _reader(database_url)
     found = 0
-    try:
+    async with _reader(database_url) as (engine, info):
         async with make_sessionmaker(engine, info=info)() as reader:
             for q, sort in (
                 ("の", "relevance"),
@@ -364,6 +356,3 @@ async def test_search_through_the_get_pages_reader_finds_what_a_session_finds(
                 found += len(through_session.hits)
             assert reader.sync_session.get_transaction() is None
         assert found >= 20
-    finally:
-        await reads.close_shared_reader(info)
-        await engine.dispose()
