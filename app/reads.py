@@ -74,23 +74,8 @@ class Read:
     async def all(self, session: AsyncSession, **params: Any) -> list[Any]:
         driver, dialect = await _driver(session)
         plan = self._plan(dialect)
-        values = [
-            constant if name is None else (bind(params[name]) if bind else params[name])
-            for name, constant, bind in plan.slots
-        ]
-        rows, _ = await _fetch(driver, dialect, plan.sql, values)
-        make = plan.row._make
-        if not plan.results:
-            return [make(row) for row in rows]
-        converted = []
-        for row in rows:
-            values = list(row)
-            for column, convert in plan.results:  # only the columns that need it (dates on SQLite)
-                value = values[column]
-                if value is not None:
-                    values[column] = convert(value)
-            converted.append(make(values))
-        return converted
+        rows, _ = await _fetch(driver, dialect, plan.sql, _values(plan, params))
+        return _made(plan.row._make, plan.results, rows)
 
     async def first(self, session: AsyncSession, **params: Any) -> Any | None:
         rows = await self.all(session, **params)
@@ -99,6 +84,31 @@ class Read:
     async def scalar(self, session: AsyncSession, **params: Any) -> Any:
         row = await self.first(session, **params)
         return None if row is None else row[0]
+
+
+def _values(plan: _Plan, params: dict[str, Any]) -> list[Any]:
+    """The statement's parameters in order: constants as compiled, the caller's through their binds."""
+    return [
+        constant if name is None else (bind(params[name]) if bind else params[name])
+        for name, constant, bind in plan.slots
+    ]
+
+
+def _made(
+    make: Callable[[Any], Any], converters: tuple[tuple[int, Callable[[Any], Any]], ...], rows: Any
+) -> list[Any]:
+    """Rows as named tuples, converting only the columns that need it (dates on SQLite)."""
+    if not converters:
+        return [make(row) for row in rows]
+    made = []
+    for row in rows:
+        values = list(row)
+        for column, convert in converters:
+            value = values[column]
+            if value is not None:
+                values[column] = convert(value)
+        made.append(make(values))
+    return made
 
 
 @dataclass(slots=True)  # made per request: not frozen, which costs a setattr call per field
@@ -150,28 +160,16 @@ async def together(session: AsyncSession, *parts: Bound, as_one: bool | None = N
         compiled = _TOGETHER[key] = _compile_together(key[0], dialect)
     plan, shapes = compiled
     merged = {f"p{n}_{name}": value for n, part in enumerate(parts) for name, value in part.params.items()}
-    values = [
-        constant if name is None else (bind(merged[name]) if bind else merged[name])
-        for name, constant, bind in plan.slots
-    ]
-    rows, _ = await _fetch(driver, dialect, plan.sql, values)
+    rows, _ = await _fetch(driver, dialect, plan.sql, _values(plan, merged))
     results = []
     for part, shape, cell in zip(parts, shapes, rows[0], strict=True):
         # Text on SQLite; on PostgreSQL already decoded (the JSON codec of SQLAlchemy's connections
         # and of the reader's).
         items = json.loads(cell) if isinstance(cell, str) else cell
-        if len(items) > 1:
-            items.sort(key=_POSITION)
-        make = shape.row._make
-        converted = []
+        items.sort(key=_POSITION)
         for item in items:
             item.pop()  # the position
-            for column, convert in shape.converters:
-                value = item[column]
-                if value is not None:
-                    item[column] = convert(value)
-            converted.append(make(item))
-        results.append(part.shape(converted))
+        results.append(part.shape(_made(shape.row._make, shape.converters, items)))
     return results
 
 
@@ -198,6 +196,7 @@ def _compile_together(reads: tuple[Read, ...], dialect: Dialect) -> tuple[_Plan,
             rows = func.coalesce(func.json_agg(func.json_build_array(*inner.c)), literal_column("'[]'::json"))
         columns.append(select(type_coerce(rows, Text)).select_from(inner).scalar_subquery().label(f"part{n}"))
         plan = read._plan(dialect)
+        # Worked out on both databases, so a column JSON cannot carry is refused on both.
         from_json = tuple(
             (index, convert)
             for index, column in enumerate(read.statement.selected_columns)
@@ -367,8 +366,10 @@ async def one_transaction(
     SQLite's shared reader is one connection and has no such settings: nothing is done.
     Gives True where the transaction, and the settings with it, end with the block (PostgreSQL's
     reader, a statement per connection otherwise)."""
-    shared = session.info.get(_SHARED_KEY)
-    if shared is not None and isinstance(shared[0], PgReader) and _PINNED.get() is None:
+    shared: Any = session.info.get(_SHARED_KEY)
+    reader = shared is not None and isinstance(shared[0], PgReader)
+    pinned = _PINNED.get()
+    if reader and (pinned is None or pinned[0] is not shared):
         async with shared[0].transaction(settings) as connection:
             token = _PINNED.set((shared, connection, shared[1]))
             try:
@@ -378,9 +379,12 @@ async def one_transaction(
         return
     if settings and dialect_name(session) == "postgresql":
         pairs = ", ".join(f"set_config('{name}', '{value}', true)" for name, value in settings.items())
-        # Through the session, not sql_rows: SQLAlchemy sends BEGIN with its first statement, and a
-        # Read on the driver connection before that would run, and set, outside the transaction.
-        await session.execute(text(f"SELECT {pairs}"))
+        if reader:  # inside an outer one_transaction: its pinned transaction has begun
+            await sql_rows(session, f"SELECT {pairs}")
+        else:
+            # Through the session, not sql_rows: SQLAlchemy sends BEGIN with its first statement,
+            # and a Read on the driver connection before that would run, and set, outside it.
+            await session.execute(text(f"SELECT {pairs}"))
     yield False
 
 

@@ -1,9 +1,9 @@
-"""The My Library dashboard (Fukushima's マイライブラリー): everything it shows, read in one statement.
+"""The My Library dashboard (Fukushima's マイライブラリー): everything it shows, read at once.
 
 The urgent things first (overdue loans, holds ready for pickup), then the rest at a glance. Each
 part is its own service's read (loans, holds, marathons, lists, alerts, news), run together by
-`app.reads.together`: one statement instead of six, so one read lock on SQLite and one round trip
-on PostgreSQL.
+`app.reads.together`: on PostgreSQL one statement (one round trip) instead of six; on SQLite one
+after another, which costs less there.
 """
 
 from __future__ import annotations

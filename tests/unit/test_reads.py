@@ -315,6 +315,13 @@ async def test_one_transaction_pins_a_connection_for_transaction_local_settings(
                         (await reads.sql_rows(reader, "SELECT pg_backend_pid() AS pid"))[0].pid for _ in "abc"
                     }
                     assert len(pids) == 1
+                    # Nested: the outer transaction's connection, the setting made in it.
+                    walk = {"enable_seqscan": "off"}
+                    async with reads.one_transaction(reader, walk) as inner_ends_here:
+                        assert inner_ends_here is False
+                        seqscan = "SELECT current_setting('enable_seqscan') AS on, pg_backend_pid() AS pid"
+                        inner = (await reads.sql_rows(reader, seqscan))[0]
+                        assert inner.on == "off" and inner.pid in pids
             if BACKEND == "postgresql":
                 assert (await reads.sql_rows(reader, mode))[0].mode == "auto"  # ended with its transaction
             with pytest.raises(ZeroDivisionError):
