@@ -153,6 +153,54 @@ def resolve_dependencies_in_order() -> None:
 
     resolve_dependencies.in_order = True  # type: ignore[attr-defined]
     KwargsModel.resolve_dependencies = resolve_dependencies  # type: ignore[assignment,method-assign]
+    _pass_resolved_values_through()
+
+
+def _pass_resolved_values_through() -> None:
+    """A handler (or dependency) whose parameters are all the request, the app's state and other
+    dependencies gets the values as they are, without its signature model.
+
+    Why: Litestar builds a msgspec Struct of a handler's parameters at every request and converts
+    each value into it (`parse_values_from_connection_kwargs`): for `mylibrary(request, patron, db,
+    policy)` that checked four objects the framework and our own providers had just made, ~1 % of
+    the dashboard. None of them comes from the client. A handler with any parameter taken from the
+    request (a path or query parameter, headers, a body) goes through the model as before, so every
+    client value is still parsed and validated.
+    """
+    from litestar._signature.model import SignatureModel
+
+    parse = SignatureModel.parse_values_from_connection_kwargs
+    if getattr(parse, "passes_through", False):
+        return
+    convert = parse.__func__  # type: ignore[attr-defined]
+
+    def parse_values(cls: Any, connection: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        names = _PASS_THROUGH.get(cls)
+        if names is None:
+            names = _PASS_THROUGH[cls] = _resolved_only(cls)
+        if names:
+            # `state` arrives as the app state's dict; the model wrapped it in a State, which
+            # shares that dict, so handing over the app's State itself is the same thing.
+            return {name: connection.app.state if name == "state" else kwargs[name] for name in names}
+        return convert(cls, connection, kwargs)  # type: ignore[no-any-return]
+
+    parse_values.passes_through = True  # type: ignore[attr-defined]
+    SignatureModel.parse_values_from_connection_kwargs = classmethod(parse_values)  # type: ignore[assignment,method-assign]
+
+
+# Per signature model: the names of its parameters when all of them are resolved values, else ().
+_PASS_THROUGH: dict[Any, tuple[str, ...]] = {}
+
+
+def _resolved_only(model: Any) -> tuple[str, ...]:
+    fields = model._fields
+    if model._headers_from_connection or not fields:
+        return ()
+    names = tuple(fields)
+    resolved = _FRAMEWORK_NAMES | set(model._dependency_name_set)
+    if not set(names) <= resolved or any(fields[name].has_default for name in names):
+        return ()
+    return names
 
 
 # Per handler's KwargsModel (kept alive here): its dependencies in the order they are resolved.

@@ -109,3 +109,58 @@ async def test_each_request_resolves_its_own_values() -> None:
     requests = [e[1] for e in events if isinstance(e, tuple) and e[0] == "who"]
     assert len(requests) == 3 and len({id(r) for r in requests}) == 3
     assert events.count("closed") == 3
+
+
+def _pass_through_app(made: list[Any]) -> Litestar:
+    resolve_dependencies_in_order()
+
+    def counts() -> dict[str, int]:
+        value = {"loans": 10}
+        made.append(value)
+        return value
+
+    @get("/counts", sync_to_thread=False)
+    def whole(request: Request, tally: NamedDependency[dict[str, int]]) -> dict[str, Any]:
+        return {"same": tally is made[-1], "tally": tally}
+
+    @get("/own", sync_to_thread=False)
+    def own(tally: NamedDependency[dict[str, int]], number: Annotated[int, QueryParameter(ge=1)]) -> int:
+        return number + tally["loans"]
+
+    @get("/state", sync_to_thread=False)
+    def shared(request: Request, state: State, tally: NamedDependency[dict[str, int]]) -> dict[str, Any]:
+        state.seen = state.get("seen", 0) + 1  # the app's own state, as Litestar hands it over
+        return {"is_app_state": state is request.app.state, "seen": state.seen}
+
+    return Litestar(
+        [whole, own, shared],
+        dependencies={"tally": Provide(counts, sync_to_thread=False)},
+        state=State({"limit": 7}),
+    )
+
+
+async def test_a_handler_of_resolved_values_gets_them_as_they_were_made() -> None:
+    """Only the request and dependencies: no signature model between them and the handler (it
+    rebuilt a dict-typed value into a new dict at every request)."""
+    made: list[Any] = []
+    async with AsyncTestClient(_pass_through_app(made)) as client:
+        answer = await client.get("/counts")
+        assert answer.status_code == 200
+        assert answer.json() == {"same": True, "tally": {"loans": 10}}
+
+
+async def test_a_handler_taking_the_state_gets_the_apps_state() -> None:
+    made: list[Any] = []
+    app = _pass_through_app(made)
+    async with AsyncTestClient(app) as client:
+        assert (await client.get("/state")).json() == {"is_app_state": True, "seen": 1}
+        assert (await client.get("/state")).json() == {"is_app_state": True, "seen": 2}
+    assert app.state.seen == 2
+
+
+async def test_a_handler_with_a_clients_value_still_validates_it() -> None:
+    made: list[Any] = []
+    async with AsyncTestClient(_pass_through_app(made)) as client:
+        assert (await client.get("/own?number=2")).json() == 12
+        for bad in ("three", "0", "２"):
+            assert (await client.get(f"/own?number={bad}")).status_code == 400
