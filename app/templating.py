@@ -18,6 +18,7 @@ asked for without a prefix (mail, tests) is compiled as before with every call l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from types import FunctionType, MethodType
 from typing import Any
@@ -62,7 +63,15 @@ class FoldTranslations(Extension):
         lang = _language_of(stream.name)
         if lang is None:
             return stream
-        return self._fold(list(stream), lang)
+        tokens = list(stream)
+        if not any(token.type == "data" and _KEEPS_WHITESPACE.search(token.value) for token in tokens):
+            tokens = [
+                _collapsed(token, i > 0 and tokens[i - 1].type == "block_end")
+                if token.type == "data"
+                else token
+                for i, token in enumerate(tokens)
+            ]
+        return self._fold(tokens, lang)
 
     def _fold(self, tokens: list[Token], lang: str) -> Iterator[Token]:
         i, n = 0, len(tokens)
@@ -101,7 +110,39 @@ class FoldTranslations(Extension):
             constant = self._constant(call.value, literal)
             if constant is not None:
                 return [Token(line, "string", constant)]
+        if literal is not None and call.value == "url_for":
+            path = self._path(line, literal, rest)
+            if path is not None:
+                return path
         return _as_filter(line, first, AS_FILTERS[call.value], rest)
+
+    def _path(self, line: int, name: str, args: list[Token]) -> list[Token] | None:
+        """`url_for("holds:cancel", hold_id=x)` → `("/holds/%d/cancel" % ((x),))`, for a route whose
+        path parameters are all integers, each given by name.
+
+        Why: a search page asks for ~40 such addresses and the holds page 5 a hold, each a call into
+        Python (the filter, its memo key and lookup); `%` on a string is done by the page's own code.
+        `%d` accepts what Litestar's `{name:int}` accepts (a number) and fails on anything else, as
+        `route_reverse` does.
+        """
+        pattern = getattr(self.environment.globals.get("url_for"), "pattern", None)
+        found = pattern(name) if pattern is not None else None
+        if found is None:
+            return None
+        text, order = found
+        given: dict[str, list[Token]] = {}
+        for argument in _split_all(args):
+            if len(argument) < 3 or argument[0].type != "name" or argument[1].type != "assign":
+                return None  # by position, or `**values`: left to url_for
+            given[argument[0].value] = argument[2:]
+        if set(given) != set(order):
+            return None
+        out = [Token(line, "lparen", "("), Token(line, "string", text), Token(line, "mod", "%")]
+        out.append(Token(line, "lparen", "("))
+        for key in order:
+            value = given[key]
+            out += [Token(line, "lparen", "("), *value, Token(line, "rparen", ")"), Token(line, "comma", ",")]
+        return [*out, Token(line, "rparen", ")"), Token(line, "rparen", ")")]
 
     def _constant(self, function: str, argument: str) -> str | None:
         if function == "static":
@@ -109,6 +150,32 @@ class FoldTranslations(Extension):
         if function == "url_for" and "url_for" in self.environment.globals:
             return str(self.environment.globals["url_for"](argument))  # type: ignore[operator]
         return None
+
+
+# A run of whitespace with a line break in it, in a page's own markup (not in the values it shows).
+_LINE_BREAK_RUN = re.compile(r"[ \t]*\n\s*")
+_INDENT = re.compile(r"\A[ \t]{2,}")
+# Where the page's own whitespace is content: such a template keeps all of its whitespace.
+_KEEPS_WHITESPACE = re.compile(r"<(pre|textarea)\b", re.IGNORECASE)
+
+
+def _collapsed(token: Token, after_tag: bool) -> Token:
+    """The template's own text with each whitespace run that breaks a line cut to one line break,
+    and so is the indentation that starts the text after a `{% tag %}` (the tag's own line and line
+    break are gone already: lstrip_blocks, trim_blocks).
+
+    Why: the indentation of the template source made up a tenth of a page (the loans page: 1 088 of
+    10 662 characters), and every character of a page is copied into the joined page and encoded
+    to UTF-8 at every request, by CPython's per-character UCS-2 encoder once the page holds any
+    Japanese (~12 instructions a character). A browser renders any run of whitespace between
+    elements or words as one space, so the page looks the same. The values a page shows keep their
+    whitespace (they are not template text), and a template with a `<pre>` or `<textarea>`, where
+    whitespace is content, is left as it is.
+    """
+    value = _LINE_BREAK_RUN.sub("\n", token.value)
+    if after_tag:
+        value = _INDENT.sub("\n", value, count=1)
+    return token if value == token.value else Token(token.lineno, token.type, value)
 
 
 def _matching(tokens: list[Token], opening: int) -> int | None:
@@ -138,6 +205,15 @@ def _split_first(args: list[Token]) -> tuple[list[Token], list[Token]]:
         elif token.type == "comma" and depth == 0:
             return args[:j], args[j + 1 :]
     return args, []
+
+
+def _split_all(args: list[Token]) -> list[list[Token]]:
+    """The tokens of each argument, split at the commas between them."""
+    parts: list[list[Token]] = []
+    while args:
+        first, args = _split_first(args)
+        parts.append(first)
+    return parts
 
 
 def _as_filter(line: int, value: list[Token], name: str, rest: list[Token]) -> list[Token]:

@@ -3,6 +3,7 @@
 import re
 
 from jinja2 import DictLoader
+from markupsafe import escape
 
 from app import i18n
 from app.main import _jinja_env
@@ -287,3 +288,57 @@ def test_pages_and_blocks_written_in_one_piece_render_as_jinja_renders_them() ->
     assert len(pieces) == 1  # the whole block in one piece, not one per text and value
     theirs = plain.get_template("page.txt")
     assert len(list(theirs.blocks["inner"](theirs.new_context(values)))) > 5
+
+
+def test_a_pages_own_indentation_is_cut_and_what_it_shows_is_not() -> None:
+    page = (
+        "<ul>\n    {% for x in items %}\n    <li>{{ x }}</li>\n    {% endfor %}\n  </ul>\n"
+        "<p>a  b</p>   \n\n  <p>{{ _('Renew') }}</p>"
+    )
+    form = "<form>\n    <textarea name=memo>{{ items[0] }}</textarea>\n    </form>"
+    env = _jinja_env()
+    env.loader = _PrefixedDict({"page.html": page, "form.html": form})
+    items = ["one\n    two", "x"]
+    collapsed = env.get_template("ja/page.html").render(items=items)
+    assert collapsed == "<ul>\n\n<li>one\n    two</li>\n\n<li>x</li>\n\n</ul>\n<p>a  b</p>\n<p>延長</p>"
+    # Rendered in a browser, nothing changes: each whitespace run is still whitespace.
+    as_shown = env.get_template("page.html").render(items=items)  # no language: a mail, kept as written
+    assert as_shown != collapsed and re.sub(r"\s+", " ", as_shown.replace("Renew", "延長")) == re.sub(
+        r"\s+", " ", collapsed
+    )
+    # Where whitespace is content (<pre>, <textarea>), the template keeps all of it.
+    assert env.get_template("en/form.html").render(items=items) == (
+        "<form>\n    <textarea name=memo>one\n    two</textarea>\n    </form>"
+    )
+
+
+def test_addresses_with_number_parameters_are_written_by_the_page_itself() -> None:
+    from app.main import create_app
+
+    app = create_app()
+    env = app.template_engine.engine
+    page = (
+        "{{ url_for('holds:cancel', hold_id=h.id) }}"
+        "|{{ url_for('lists:remove_entry', entry_id=9, list_id=h.id) }}"
+        "|{{ url_for('feed:ics', token=t) }}|{{ url_for('bibs:detail', bib_id=h.id) }}"
+    )
+    env.loader = _PrefixedDict({"urls.html": page})
+    compiled = env.compile(page, "ja/urls.html", raw=True)
+    assert "'/holds/%d/cancel' %" in compiled and "'/lists/%d/entries/%d/delete' %" in compiled
+    assert "'/bibs/%d' %" in compiled and "'feed:ics'" in compiled  # a text parameter: still a call
+    rendered = env.get_template("ja/urls.html").render(h={"id": 42}, t="a&b")
+    assert rendered == "|".join(
+        [
+            app.route_reverse("holds:cancel", hold_id=42),
+            app.route_reverse("lists:remove_entry", list_id=42, entry_id=9),
+            str(escape(app.route_reverse("feed:ics", token="a&b"))),
+            app.route_reverse("bibs:detail", bib_id=42),
+        ]
+    )
+    assert rendered.startswith("/holds/42/cancel|/lists/42/entries/9/delete|")
+    try:  # not a number: refused, as route_reverse refuses it
+        env.get_template("ja/urls.html").render(h={"id": "42; x"}, t="")
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("a text id was written into an address")
