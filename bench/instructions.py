@@ -15,9 +15,9 @@ divided by N is printed.
     python -m bench.instructions loans search [--requests 100]
 
 Needs valgrind (apt-get install -y valgrind). About a minute per route on two cores, more under
-load; counts, not time, so compare two versions of the code by running this on each (a git
-worktree of the other version runs with `--root`). Hash randomisation is fixed (PYTHONHASHSEED=0)
-so set and dict layouts repeat.
+load; counts, not time, so compare two versions of the code by running this on each, both in git
+worktrees side by side (`--root`): the same code counted 5-10 % apart run from the main checkout
+and from a worktree. Hash randomisation is fixed (PYTHONHASHSEED=0) so set and dict layouts repeat.
 """
 
 from __future__ import annotations
