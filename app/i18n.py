@@ -60,6 +60,20 @@ def translate(lang: str, message: str) -> str:
     return found if isinstance(found, str) else message
 
 
+def plural_forms(lang: str, singular: str, plural: str) -> tuple[str, ...]:
+    """The forms `ngettext` chooses from in `lang`: one (Japanese), or the forms for 1 and for
+    other numbers (English, and any message without a translation)."""
+    found = _catalog(lang).get(singular)
+    if isinstance(found, tuple):
+        return (found[0],) if len(found) == 1 else (found[0], found[1])
+    return (singular, plural)
+
+
+def plural(n: int, one: str, other: str) -> str:
+    """The template filter `ngettext` folds into where a language has two forms (app/templating.py)."""
+    return (one if n == 1 else other) % {"num": n}
+
+
 def ngettext(singular: str, plural: str, n: int, **variables: object) -> str:
     found = _catalog(_current.get()).get(singular)
     if isinstance(found, tuple):

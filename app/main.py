@@ -77,6 +77,7 @@ def _jinja_env() -> Environment:
     env.filters["static"] = _static_url
     env.filters["date"] = i18n.format_date
     env.filters["fill"] = fill
+    env.filters["plural"] = i18n.plural
     env.filters["gettext"] = i18n.gettext
     env.filters["url"] = lambda name, **params: env.globals["url_for"](name, **params)
     env.filters["todate"] = lambda value: dt.date.fromisoformat(value) if isinstance(value, str) else value

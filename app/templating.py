@@ -79,7 +79,7 @@ class FoldTranslations(Extension):
             token = tokens[i]
             if (
                 token.type == "name"
-                and (token.value in FOLDED or token.value in AS_FILTERS)
+                and (token.value in FOLDED or token.value in AS_FILTERS or token.value == "ngettext")
                 and i + 1 < n
                 and tokens[i + 1].type == "lparen"
                 and (i == 0 or tokens[i - 1].type != "dot")
@@ -101,11 +101,18 @@ class FoldTranslations(Extension):
             return None
         literal = first[0].value if len(first) == 1 and first[0].type == "string" else None
         first, rest = list(self._fold(first, lang)), list(self._fold(rest, lang))
+        if call.value == "ngettext":
+            return _plural(line, lang, literal, _split_all(rest))
         if call.value in FOLDED:
             if literal is None:  # a message chosen at run time: translated then, as a filter
                 return _as_filter(line, first, "gettext", rest)
             translated = Token(line, "string", i18n.translate(lang, literal))
-            return [translated] if not rest else _as_filter(line, [translated], "fill", rest)
+            if not rest:
+                return [translated]
+            values = _keywords(_split_all(rest))
+            if values is None:
+                return _as_filter(line, [translated], "fill", rest)
+            return _formatted(line, [translated], values)
         if literal is not None and not rest:
             constant = self._constant(call.value, literal)
             if constant is not None:
@@ -130,12 +137,8 @@ class FoldTranslations(Extension):
         if found is None:
             return None
         text, order = found
-        given: dict[str, list[Token]] = {}
-        for argument in _split_all(args):
-            if len(argument) < 3 or argument[0].type != "name" or argument[1].type != "assign":
-                return None  # by position, or `**values`: left to url_for
-            given[argument[0].value] = argument[2:]
-        if set(given) != set(order):
+        given = _keywords(_split_all(args))  # None: by position, or `**values`: left to url_for
+        if given is None or set(given) != set(order):
             return None
         out = [Token(line, "lparen", "("), Token(line, "string", text), Token(line, "mod", "%")]
         out.append(Token(line, "lparen", "("))
@@ -205,6 +208,40 @@ def _split_first(args: list[Token]) -> tuple[list[Token], list[Token]]:
         elif token.type == "comma" and depth == 0:
             return args[:j], args[j + 1 :]
     return args, []
+
+
+def _keywords(arguments: list[list[Token]]) -> dict[str, list[Token]] | None:
+    """`name=value, ...` as each name's value tokens; None if any argument is given otherwise."""
+    given: dict[str, list[Token]] = {}
+    for argument in arguments:
+        if len(argument) < 3 or argument[0].type != "name" or argument[1].type != "assign":
+            return None
+        given[argument[0].value] = argument[2:]
+    return given
+
+
+def _formatted(line: int, text: list[Token], values: dict[str, list[Token]]) -> list[Token]:
+    """`(text % {"name": (value), ...})`: what gettext's `text % variables` does, in the page's code
+    instead of a filter call (a search page fills ~50 titles into its labels)."""
+    out = [Token(line, "lparen", "("), *text, Token(line, "mod", "%"), Token(line, "lbrace", "{")]
+    for name, value in values.items():
+        out += [Token(line, "string", name), Token(line, "colon", ":"), Token(line, "lparen", "(")]
+        out += [*value, Token(line, "rparen", ")"), Token(line, "comma", ",")]
+    return [*out, Token(line, "rbrace", "}"), Token(line, "rparen", ")")]
+
+
+def _plural(line: int, lang: str, singular: str | None, rest: list[list[Token]]) -> list[Token] | None:
+    """`ngettext("one", "many", n)` with its texts translated: Japanese has one form, so
+    `("…" % {"num": (n)})`; English's two become `((n) | plural("one", "many"))`. Anything else
+    (texts chosen at run time, more values) stays a call to `i18n.ngettext`."""
+    if singular is None or len(rest) != 2 or len(rest[0]) != 1 or rest[0][0].type != "string":
+        return None
+    forms = i18n.plural_forms(lang, singular, rest[0][0].value)
+    count = rest[1]
+    if len(forms) == 1:
+        return _formatted(line, [Token(line, "string", forms[0])], {"num": count})
+    choices = [Token(line, "string", forms[0]), Token(line, "comma", ","), Token(line, "string", forms[1])]
+    return _as_filter(line, count, "plural", choices)
 
 
 def _split_all(args: list[Token]) -> list[list[Token]]:

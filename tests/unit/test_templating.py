@@ -342,3 +342,34 @@ def test_addresses_with_number_parameters_are_written_by_the_page_itself() -> No
         pass
     else:
         raise AssertionError("a text id was written into an address")
+
+
+def test_plurals_and_filled_texts_are_written_by_the_page_as_ngettext_and_gettext_write_them() -> None:
+    page = (
+        '{{ ngettext("%(num)s item on loan.", "%(num)s items on loan.", n) }}'
+        '|{{ ngettext("%(num)s overdue.", "%(num)s overdue.", things|length) }}'
+        "|{{ _('Renew %(title)s', title=title) }}|{{ _('Suspended until %(date)s', date=fmt_date(day)) }}"
+    )
+    folded, plain = _env(fold=True), _env(fold=False)
+    for env in (folded, plain):
+        env.loader = _PrefixedDict({"p.txt": page})
+    import datetime as dt
+
+    for lang in i18n.LANGUAGES:
+        for n in (0, 1, 2, 11):
+            values = {"n": n, "things": ["x"] * n, "title": "<b>1</b>", "day": dt.date(2026, 12, 1)}
+            i18n.set_language(lang)
+            try:
+                expected = plain.get_template("p.txt").render(**values)
+                assert folded.get_template(f"{lang}/p.txt").render(**values) == expected
+            finally:
+                i18n.set_language("ja")
+    compiled = folded.compile(page, "ja/p.txt", raw=True)
+    assert "ngettext" not in compiled and "fill" not in compiled  # no call left for these
+    assert "'plural'" in folded.compile(page, "en/p.txt", raw=True)  # English chooses at run time
+    i18n.set_language("ja")
+    assert (
+        folded.get_template("ja/p.txt")
+        .render(n=3, things=[], title="<b>", day=None)
+        .startswith("貸出中 3点。|")
+    )
