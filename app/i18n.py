@@ -75,12 +75,8 @@ def plural(n: int, one: str, other: str) -> str:
 
 
 def ngettext(singular: str, plural: str, n: int, **variables: object) -> str:
-    found = _catalog(_current.get()).get(singular)
-    if isinstance(found, tuple):
-        # Japanese has one plural form; English two.
-        text = found[0] if len(found) == 1 or n == 1 else found[1]
-    else:
-        text = singular if n == 1 else plural
+    forms = plural_forms(_current.get(), singular, plural)  # Japanese has one form; English two
+    text = forms[0] if len(forms) == 1 or n == 1 else forms[1]
     variables.setdefault("num", n)
     return text % variables
 

@@ -158,8 +158,8 @@ async def _main(args: argparse.Namespace) -> None:
         assert status < 400, (name, status)
     # What the warm-up compiled and cached (templates, plans, memos) stays for the process's life, as
     # the start-up heap does: frozen too, so that no full collection of it falls inside the measured
-    # requests. Before this, when such a collection fell depended on everything allocated before it,
-    # and the same code counted up to 10 % apart from two checkouts (bench/instructions.py).
+    # requests, where when it fell depended on everything allocated before it. (It does not explain
+    # why the same code counts 5-10 % apart from two checkouts: see bench/instructions.py.)
     gc.collect()
     gc.freeze()
     if args.profile:
