@@ -100,16 +100,20 @@ def _cached_url_for(app: Litestar):  # type: ignore[no-untyped-def]
             url = known[key] = app.route_reverse(name, **params)
         return url
 
-    def pattern(name: str) -> tuple[str, frozenset[str]] | None:
-        """The route's one path as a `%(name)d` format and its parameters' names, where every path
+    def pattern(name: str) -> tuple[str, tuple[str, ...]] | None:
+        """The route's one path as a `%d` format and its parameters in order, where every path
         parameter is an integer; None otherwise (FoldTranslations then leaves the call as it is)."""
         index = app.get_handler_index_by_name(name)
         if index is None or len(index["paths"]) != 1:
             return None
-        path = index["paths"][0]
-        text = _INT_PARAMETER.sub(r"%(\1)d", path.replace("%", "%%"))
-        names = frozenset(_INT_PARAMETER.findall(path))
-        return None if "{" in text or not names else (text, names)
+        names: list[str] = []
+
+        def integer(found: re.Match[str]) -> str:
+            names.append(found.group(1))
+            return "%d"
+
+        text = _INT_PARAMETER.sub(integer, index["paths"][0].replace("%", "%%"))
+        return None if "{" in text or not names else (text, tuple(names))
 
     url_for.pattern = pattern  # type: ignore[attr-defined]
     return url_for

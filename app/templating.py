@@ -124,23 +124,29 @@ class FoldTranslations(Extension):
         return _as_filter(line, first, AS_FILTERS[call.value], rest)
 
     def _path(self, line: int, name: str, args: list[Token]) -> list[Token] | None:
-        """`url_for("holds:cancel", hold_id=x)` → `("/holds/%(hold_id)d/cancel" % {"hold_id": (x)})`,
-        for a route whose path parameters are all integers, each given by name.
+        """`url_for("holds:cancel", hold_id=x)` → `("/holds/%d/cancel" % ((x),))`, for a route whose
+        path parameters are all integers, each given by name.
 
         Why: a search page asks for ~40 such addresses and the holds page 5 a hold, each a call into
         Python (the filter, its memo key and lookup); `%` on a string is done by the page's own code.
         `%d` accepts what Litestar's `{name:int}` accepts (a number) and fails on anything else, as
-        `route_reverse` does.
+        `route_reverse` does. A tuple, not `_formatted`'s dict: `"%(name)d" % {...}` cost the holds
+        page 3 % more (callgrind, 2,055 against 1,993 k a request).
         """
         pattern = getattr(self.environment.globals.get("url_for"), "pattern", None)
         found = pattern(name) if pattern is not None else None
         if found is None:
             return None
-        text, names = found
+        text, order = found
         given = _keywords(_split_all(args))  # None: by position, or `**values`: left to url_for
-        if given is None or set(given) != names:
+        if given is None or set(given) != set(order):
             return None
-        return _formatted(line, [Token(line, "string", text)], given)
+        out = [Token(line, "lparen", "("), Token(line, "string", text), Token(line, "mod", "%")]
+        out.append(Token(line, "lparen", "("))
+        for key in order:
+            value = given[key]
+            out += [Token(line, "lparen", "("), *value, Token(line, "rparen", ")"), Token(line, "comma", ",")]
+        return [*out, Token(line, "rparen", ")"), Token(line, "rparen", ")")]
 
     def _constant(self, function: str, argument: str) -> str | None:
         if function == "static":

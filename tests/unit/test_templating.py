@@ -324,9 +324,8 @@ def test_addresses_with_number_parameters_are_written_by_the_page_itself() -> No
     )
     env.loader = _PrefixedDict({"urls.html": page})
     compiled = env.compile(page, "ja/urls.html", raw=True)
-    assert "'/holds/%(hold_id)d/cancel' %" in compiled
-    assert "'/lists/%(list_id)d/entries/%(entry_id)d/delete' %" in compiled
-    assert "'/bibs/%(bib_id)d' %" in compiled and "'feed:ics'" in compiled  # a text parameter: still a call
+    assert "'/holds/%d/cancel' %" in compiled and "'/lists/%d/entries/%d/delete' %" in compiled
+    assert "'/bibs/%d' %" in compiled and "'feed:ics'" in compiled  # a text parameter: still a call
     rendered = env.get_template("ja/urls.html").render(h={"id": 42}, t="a&b")
     assert rendered == "|".join(
         [
