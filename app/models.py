@@ -214,6 +214,8 @@ class Loan(Base):
             postgresql_where=text("returned_on IS NULL"),
         ),
         Index("ix_loans_patron_open", "patron_id", "returned_on"),
+        # A patron's loans in a period (the reading marathon's count), among years of returned ones.
+        Index("ix_loans_patron_loaned", "patron_id", "loaned_on"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
@@ -232,7 +234,8 @@ class Hold(Base):
         CheckConstraint(f"status IN ({_in(HOLD_STATUSES)})", name="status"),
         CheckConstraint(f"contact IN ({_in(CONTACTS)})", name="contact"),
         Index("ix_holds_bib_queue", "bib_id", "status", "placed_at"),
-        Index("ix_holds_patron_status", "patron_id", "status"),
+        # A patron's holds by status; cancelled ones by when (the lists show the recent ones).
+        Index("ix_holds_patron_status", "patron_id", "status", "cancelled_at"),
         # A copy is set aside for at most one hold at a time (never one item on two holds).
         Index(
             "uq_holds_item_allocated",
@@ -479,6 +482,11 @@ class News(Base):
     """Library news or an urgent closure notice (Yokohama's 緊急のお知らせ), written by staff."""
 
     __tablename__ = "news"
+    __table_args__ = (
+        # The news shown now (urgent first, newest first, a few of them), walked in this order
+        # and stopped early, instead of sorting every item ever published (news.current).
+        Index("ix_news_current", "urgent", "published_on", "id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     title_ja: Mapped[str] = mapped_column(String(100))
     title_en: Mapped[str] = mapped_column(String(100), default="", server_default="")

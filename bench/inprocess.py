@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.pages import BENCH_CARD, BENCH_PASSWORD, _add_bench_patron, _run
+from bench.pages import BENCH_CARD, BENCH_PASSWORD, HISTORY_YEARS, _add_bench_patron, _add_history, _run
 
 
 class _Client:
@@ -207,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--keep", default="", help="reuse (or make) the demo database in this folder")
+    parser.add_argument(
+        "--history-years",
+        type=int,
+        default=HISTORY_YEARS,
+        help="years of history in a database made now (a kept one keeps what it was made with)",
+    )
     args = parser.parse_args(argv)
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mylib-inproc-"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -228,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     names = ("APP_ENV", "DATABASE_URL", "VAR_DIR", "REDIS_NAMESPACE", "SECRET_KEY")
     os.environ.update({k: env[k] for k in names})
     if fresh:
-        asyncio.run(_add_bench_patron(env["DATABASE_URL"]))
+        patron_id = asyncio.run(_add_bench_patron(env["DATABASE_URL"]))
+        if args.history_years:
+            asyncio.run(_add_history(env["DATABASE_URL"], patron_id, years=args.history_years))
         if "BENCH_DATABASE_URL" not in os.environ:
             shutil.copyfile(tmp / "bench.sqlite3", pristine)
     else:

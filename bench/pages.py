@@ -93,6 +93,108 @@ async def _add_bench_patron(database_url: str) -> int:
         return patron.id
 
 
+HISTORY_YEARS = 5
+
+
+async def _add_history(
+    database_url: str,
+    patron_id: int,
+    *,
+    years: int = HISTORY_YEARS,
+    older_than_days: int = 30,
+    marathon: bool = True,
+    seed: int = 2026,
+) -> dict[str, int]:
+    """What a library holds after `years` of use, so that the pages are measured against it.
+
+    Why: the demo data is a library on its first day (one news item, no returned loans). The
+    statements that read "current" rows out of a growing table (news still shown, open loans,
+    active holds) cost the same there whatever their indexes; after a few years they may not.
+    Added, all in the past so that the pages show what they showed before:
+    - news: 300 items a year, 5 % urgent, 80 % with a "show until" day 1-8 weeks on;
+    - the bench patron: 300 returned loans a year (a heavy reader), 60 holds collected and 10
+      cancelled a year, and (`marathon`) a reading marathon for this year, so that the
+      dashboard's count runs;
+    - every other patron: 60 returned loans and 12 collected holds a year.
+    Everything is dated between `older_than_days` and `years` ago. Deterministic (seeded).
+    Returns how many rows of each kind were added.
+    """
+    import random
+
+    from sqlalchemy import insert, select
+
+    from app import clock
+    from app.db import session_scope
+    from app.models import Branch, Hold, Item, Loan, Marathon, News, Patron
+
+    today = clock.today()
+    rng = random.Random(seed)
+    days = years * 365
+
+    def day() -> dt.date:
+        return today - dt.timedelta(days=rng.randint(older_than_days, days))
+
+    async with session_scope(database_url) as session:
+        items = (await session.execute(select(Item.id, Item.bib_id, Item.branch_id))).all()
+        patrons = (await session.scalars(select(Patron.id))).all()
+        branch = (await session.scalars(select(Branch.id).order_by(Branch.id))).first()
+        news = []
+        for n in range(300 * years):
+            published = day()
+            until = None if rng.random() < 0.2 else published + dt.timedelta(days=rng.randint(7, 56))
+            news.append(
+                {
+                    "title_ja": f"お知らせ {n}",
+                    "title_en": f"News {n}",
+                    "body_ja": "図書館からのお知らせです。" * 5,
+                    "urgent": rng.random() < 0.05,
+                    "published_on": published,
+                    "shown_until": until,
+                }
+            )
+        loans, holds = [], []
+        for patron in patrons:
+            heavy = patron == patron_id
+            for _ in range((300 if heavy else 60) * years):
+                item_id, _, home = rng.choice(items)
+                loaned = day()
+                loans.append(
+                    {
+                        "item_id": item_id,
+                        "patron_id": patron,
+                        "branch_id": home,
+                        "loaned_on": loaned,
+                        "due_on": loaned + dt.timedelta(days=14),
+                        "returned_on": loaned + dt.timedelta(days=rng.randint(1, 14)),
+                    }
+                )
+            for n in range((70 if heavy else 12) * years):
+                item_id, bib_id, _ = rng.choice(items)
+                placed = dt.datetime.combine(day(), dt.time(10))
+                collected = n % 7 != 0 or not heavy
+                holds.append(
+                    {
+                        "patron_id": patron,
+                        "bib_id": bib_id,
+                        "status": "collected" if collected else "cancelled",
+                        "placed_at": placed,
+                        "pickup_branch_id": branch,
+                        "item_id": item_id if collected else None,
+                        "cancelled_at": None if collected else placed + dt.timedelta(days=3),
+                    }
+                )
+        await session.execute(insert(News), news)
+        for start in range(0, len(loans), 5000):
+            await session.execute(insert(Loan), loans[start : start + 5000])
+        for start in range(0, len(holds), 5000):
+            await session.execute(insert(Hold), holds[start : start + 5000])
+        if marathon:
+            year = (today.replace(month=1, day=1), today.replace(month=12, day=31))
+            session.add(Marathon(patron_id=patron_id, goal=100, starts_on=year[0], ends_on=year[1]))
+        await session.commit()
+    return {"news": len(news), "loans": len(loans), "holds": len(holds)}
+
+
 def _login(base: str) -> tuple[str, str, int]:
     jar = CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
@@ -231,6 +333,12 @@ def main(argv: list[str] | None = None, summary: list[Row] | None = None) -> int
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--servers", default="uvicorn,granian", help="ASGI servers to measure, in turn")
     parser.add_argument("--database", default="sqlite", choices=("sqlite", "postgresql"))
+    parser.add_argument(
+        "--history-years",
+        type=int,
+        default=HISTORY_YEARS,
+        help="years of past news, loans and holds in the library (_add_history); 0: the demo data alone",
+    )
     args = parser.parse_args(argv)
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -258,7 +366,9 @@ def main(argv: list[str] | None = None, summary: list[Row] | None = None) -> int
     _run([sys.executable, "-m", "app", "migrate"], env)
     _run([sys.executable, "-m", "app", "demo-data"], env)
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "VAR_DIR")})
-    asyncio.run(_add_bench_patron(url))
+    patron_id = asyncio.run(_add_bench_patron(url))
+    if args.history_years:
+        asyncio.run(_add_history(url, patron_id, years=args.history_years))
     tables: list[tuple[str, list[tuple[str, dict[str, float]]]]] = []
     try:
         for server_name in [s.strip() for s in args.servers.split(",") if s.strip()]:
@@ -289,7 +399,7 @@ def main(argv: list[str] | None = None, summary: list[Row] | None = None) -> int
             drop_postgres(url)
     print(
         f"\nserver: 1 process on core 0; load: wrk -t1 -c{args.connections} -d{args.seconds}s on core 1;"
-        f" database: {args.database}"
+        f" database: {args.database}; history: {args.history_years} years (bench/pages.py, _add_history)"
     )
     # Two yardsticks: the foundation and catalogue issues compare pages with the bare route (target
     # 25 %), the scale issue with the bare template route (target 50 %).

@@ -16,6 +16,7 @@ from sqlalchemy import Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import BindParameter
 
 from app.i18n import N_
 from app.models import ACTIVE_HOLD_STATUSES, Bib, Branch, Email, Hold, Item, Loan, Patron, PickupLocation
@@ -382,15 +383,19 @@ async def _positions(session: AsyncSession, hold_ids: list[int]) -> dict[int, in
 def _listed(*columns: Any) -> Select:
     """`columns` of the patron's holds as the lists show them (active ones, and those cancelled
     since `since`), with the title and pickup library joined, active first, oldest first."""
+    patron: BindParameter[int] = bindparam("patron_id")
+    since: BindParameter[dt.datetime] = bindparam("since")
     return (
         select(*columns)
         .join(Bib, Bib.id == Hold.bib_id)
         .join(Branch, Branch.id == Hold.pickup_branch_id)
         .where(
-            Hold.patron_id == bindparam("patron_id"),
+            # The patron in each arm, so that each is one look into ix_holds_patron_status (active
+            # statuses; cancelled since `since`) rather than a walk of every hold the patron ever
+            # placed: after five years of a heavy reader, 58 -> 15 µs (bench/pages.py's history).
             or_(
-                Hold.status.in_(ACTIVE_HOLD_STATUSES),
-                and_(Hold.status == "cancelled", Hold.cancelled_at >= bindparam("since")),
+                and_(Hold.patron_id == patron, Hold.status.in_(ACTIVE_HOLD_STATUSES)),
+                and_(Hold.patron_id == patron, Hold.status == "cancelled", Hold.cancelled_at >= since),
             ),
         )
         .order_by(Hold.status == "cancelled", Hold.placed_at)

@@ -1,0 +1,118 @@
+"""The reads that pick a few current rows out of growing tables do not slow down as history grows.
+
+The dashboard shows the news shown now, the reading marathon's count of loans in its period and
+the patron's listed holds; the holds page lists those holds too. Each is measured by the work the
+database does (SQLite: virtual machine steps; PostgreSQL: rows its plan visits, EXPLAIN ANALYZE)
+after one year of history and after ten (bench/pages.py's `_add_history`: news items, a heavy
+reader's returned loans and finished holds). Without ix_news_current, ix_loans_patron_loaned and
+the holds statement's per-arm patron (migration 0017), the work grew with the history, about
+tenfold; now it stays within a small factor (what still grows: the urgent news items ever
+published, a few a year, which the news read walks past).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from typing import Any
+
+from sqlalchemy import make_url, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app import clock
+from app.db import session_scope
+from app.models import Patron
+from app.policy import get_policy
+from app.reads import Read, _values
+from app.services import holds, marathon, news
+from bench.pages import _add_history
+from tests.support import BACKEND
+
+# Ten times the history may cost at most this much more work (the unindexed reads: ~10x).
+MOST_GROWTH = 2.5
+
+
+async def _patron(database_url: str) -> int:
+    async with session_scope(database_url) as session:
+        patron_id = await session.scalar(select(Patron.id).where(Patron.card_number == "100000017"))
+    assert patron_id is not None
+    return patron_id
+
+
+def _reads(patron_id: int) -> dict[str, tuple[Read, dict[str, Any]]]:
+    today = clock.today()
+    since = dt.datetime.combine(today - dt.timedelta(days=get_policy().cancelled_visible_days), dt.time())
+    return {
+        "news shown now": (news._CURRENT, {"today": today, "limit": 5}),
+        "marathon count": (marathon._PROGRESS, {"patron_id": patron_id}),
+        "dashboard holds": (holds._LINES, {"patron_id": patron_id, "since": since}),
+        "holds page": (holds._LIST, {"patron_id": patron_id, "since": since}),
+    }
+
+
+def _sqlite_steps(path: str, read: Read, params: dict[str, Any]) -> tuple[int, list[Any]]:
+    plan = read._plan(sqlite.dialect())
+    connection = sqlite3.connect(path)
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    connection.set_progress_handler(count, 10)
+    try:
+        rows = connection.execute(plan.sql, _values(plan, params)).fetchall()
+    finally:
+        connection.close()
+    return steps[0], rows
+
+
+def _visited(node: dict[str, Any]) -> int:
+    loops = node.get("Actual Loops", 1)
+    own = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * loops
+    return int(own + sum(_visited(child) for child in node.get("Plans", [])))
+
+
+async def _postgres_rows(url: str, read: Read, params: dict[str, Any]) -> tuple[int, list[Any]]:
+    import asyncpg
+
+    plan = read._plan(postgresql.asyncpg.dialect())  # type: ignore[attr-defined]
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("ANALYZE")
+        values = _values(plan, params)
+        explained = await connection.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + plan.sql, *values)
+        rows = await connection.fetch(plan.sql, *values)
+    finally:
+        await connection.close()
+    return _visited(json.loads(explained)[0]["Plan"]), [tuple(row) for row in rows]
+
+
+async def _work(database_url: str, patron_id: int) -> dict[str, tuple[int, list[Any]]]:
+    found = {}
+    for name, (read, params) in _reads(patron_id).items():
+        if BACKEND == "postgresql":
+            found[name] = await _postgres_rows(database_url, read, params)
+        else:
+            found[name] = _sqlite_steps(str(make_url(database_url).database), read, params)
+    return found
+
+
+async def test_current_rows_cost_the_same_after_ten_years_of_history(database_url: str) -> None:
+    patron_id = await _patron(database_url)
+    await _add_history(database_url, patron_id, years=1, seed=1)
+    one_year = await _work(database_url, patron_id)
+    # Nine more years before that one.
+    await _add_history(database_url, patron_id, years=10, older_than_days=400, marathon=False, seed=2)
+    ten_years = await _work(database_url, patron_id)
+    grown = [
+        f"{BACKEND} {name}: {one_year[name][0]} -> {ten_years[name][0]} with ten times the history"
+        for name in one_year
+        if ten_years[name][0] > MOST_GROWTH * one_year[name][0] + 20
+    ]
+    assert grown == []
+    # The marathon counts this year's loans, of which the older history has none.
+    assert ten_years["marathon count"][1] == one_year["marathon count"][1]
+    assert ten_years["dashboard holds"][1] == one_year["dashboard holds"][1]
