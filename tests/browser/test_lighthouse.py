@@ -55,6 +55,8 @@ def _lighthouse(url: str, out: Path, cookie: str | None = None) -> dict:  # type
 
 def _failures(report: dict) -> list[str]:  # type: ignore[type-arg]
     scores = {name: report["categories"][name]["score"] for name in CATEGORIES}
+    # One line a page, for the record (pytest -s shows it; CI's log keeps it on a failure).
+    print(f"lighthouse {report['finalDisplayedUrl']}: " + ", ".join(f"{k} {v}" for k, v in scores.items()))
     low = [f"{name} {score}" for name, score in scores.items() if score is None or score < MIN_SCORE]
     if not low:
         return []
