@@ -399,15 +399,24 @@ async def _json_codecs(connection: Any) -> None:
         await connection.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+def asyncpg_dsn(url: str) -> str:
+    """`postgresql+asyncpg://...` (SQLAlchemy's) as asyncpg itself takes it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 async def pg_reader(
     url: str, dialect: Dialect, *, server_settings: dict[str, str], size: int = 10
 ) -> dict[str, Any]:
     """Session `info` for GET pages on PostgreSQL (PgReader). Connects on first use, not here."""
     import asyncpg
 
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     pool = await asyncpg.create_pool(
-        dsn, min_size=0, max_size=size, reset=_no_reset, init=_json_codecs, server_settings=server_settings
+        asyncpg_dsn(url),
+        min_size=0,
+        max_size=size,
+        reset=_no_reset,
+        init=_json_codecs,
+        server_settings=server_settings,
     )
     return {_SHARED_KEY: (PgReader(pool), dialect)}
 

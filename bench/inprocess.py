@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.pages import BENCH_CARD, BENCH_PASSWORD, HISTORY_YEARS, _add_bench_patron, _add_history, _run
+from bench.pages import BENCH_CARD, BENCH_PASSWORD, HISTORY_YEARS, _add_bench_patron, _run
 
 
 class _Client:
@@ -234,9 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     names = ("APP_ENV", "DATABASE_URL", "VAR_DIR", "REDIS_NAMESPACE", "SECRET_KEY")
     os.environ.update({k: env[k] for k in names})
     if fresh:
-        patron_id = asyncio.run(_add_bench_patron(env["DATABASE_URL"]))
-        if args.history_years:
-            asyncio.run(_add_history(env["DATABASE_URL"], patron_id, years=args.history_years))
+        asyncio.run(_add_bench_patron(env["DATABASE_URL"], args.history_years))
         if "BENCH_DATABASE_URL" not in os.environ:
             shutil.copyfile(tmp / "bench.sqlite3", pristine)
     else:

@@ -40,8 +40,9 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
     subprocess.run(cmd, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
 
-async def _add_bench_patron(database_url: str) -> int:
-    """A patron with 10 open loans (none renewed, due in a week: renewable) and 5 waiting holds."""
+async def _add_bench_patron(database_url: str, history_years: int = 0) -> int:
+    """A patron with 10 open loans (none renewed, due in a week: renewable) and 5 waiting holds;
+    with `history_years`, the library's past too (`_add_history`)."""
     from sqlalchemy import select
 
     from app import clock
@@ -90,7 +91,10 @@ async def _add_bench_patron(database_url: str) -> int:
                 )
             )
         await session.commit()
-        return patron.id
+        patron_id: int = patron.id
+    if history_years:
+        await _add_history(database_url, patron_id, years=history_years)
+    return patron_id
 
 
 HISTORY_YEARS = 5
@@ -183,14 +187,12 @@ async def _add_history(
                         "cancelled_at": None if collected else placed + dt.timedelta(days=3),
                     }
                 )
-        await session.execute(insert(News), news)
-        for start in range(0, len(loans), 5000):
-            await session.execute(insert(Loan), loans[start : start + 5000])
-        for start in range(0, len(holds), 5000):
-            await session.execute(insert(Hold), holds[start : start + 5000])
+        for model, rows in ((News, news), (Loan, loans), (Hold, holds)):
+            for start in range(0, len(rows), 5000):
+                await session.execute(insert(model), rows[start : start + 5000])
         if marathon:
-            year = (today.replace(month=1, day=1), today.replace(month=12, day=31))
-            session.add(Marathon(patron_id=patron_id, goal=100, starts_on=year[0], ends_on=year[1]))
+            starts, ends = today.replace(month=1, day=1), today.replace(month=12, day=31)
+            session.add(Marathon(patron_id=patron_id, goal=100, starts_on=starts, ends_on=ends))
         await session.commit()
     return {"news": len(news), "loans": len(loans), "holds": len(holds)}
 
@@ -366,9 +368,7 @@ def main(argv: list[str] | None = None, summary: list[Row] | None = None) -> int
     _run([sys.executable, "-m", "app", "migrate"], env)
     _run([sys.executable, "-m", "app", "demo-data"], env)
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "VAR_DIR")})
-    patron_id = asyncio.run(_add_bench_patron(url))
-    if args.history_years:
-        asyncio.run(_add_history(url, patron_id, years=args.history_years))
+    asyncio.run(_add_bench_patron(url, args.history_years))
     tables: list[tuple[str, list[tuple[str, dict[str, float]]]]] = []
     try:
         for server_name in [s.strip() for s in args.servers.split(",") if s.strip()]:

@@ -12,7 +12,7 @@ published, a few a year, which the news read walks past).
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 import json
 import sqlite3
 from typing import Any
@@ -24,7 +24,7 @@ from app import clock
 from app.db import session_scope
 from app.models import Patron
 from app.policy import get_policy
-from app.reads import Read, _values
+from app.reads import Read, _values, asyncpg_dsn
 from app.services import holds, marathon, news
 from bench.pages import _add_history
 from tests.support import BACKEND
@@ -41,13 +41,17 @@ async def _patron(database_url: str) -> int:
 
 
 def _reads(patron_id: int) -> dict[str, tuple[Read, dict[str, Any]]]:
+    """Each read with its values, as the services bind them for the pages."""
     today = clock.today()
-    since = dt.datetime.combine(today - dt.timedelta(days=get_policy().cancelled_visible_days), dt.time())
+    listed = holds.lines_read(patron_id, today=today, policy=get_policy())
     return {
-        "news shown now": (news._CURRENT, {"today": today, "limit": 5}),
-        "marathon count": (marathon._PROGRESS, {"patron_id": patron_id}),
-        "dashboard holds": (holds._LINES, {"patron_id": patron_id, "since": since}),
-        "holds page": (holds._LIST, {"patron_id": patron_id, "since": since}),
+        name: (bound.read, bound.params)
+        for name, bound in (
+            ("news shown now", news.current_read(today)),
+            ("marathon count", marathon.progress_read(patron_id)),
+            ("dashboard holds", listed),
+            ("holds page", dataclasses.replace(listed, read=holds._LIST)),  # list_holds: same values
+        )
     }
 
 
@@ -78,8 +82,7 @@ async def _postgres_rows(url: str, read: Read, params: dict[str, Any]) -> tuple[
     import asyncpg
 
     plan = read._plan(postgresql.asyncpg.dialect())  # type: ignore[attr-defined]
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(dsn)
+    connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await connection.execute("ANALYZE")
         values = _values(plan, params)
