@@ -214,6 +214,13 @@ class Loan(Base):
             postgresql_where=text("returned_on IS NULL"),
         ),
         Index("ix_loans_patron_open", "patron_id", "returned_on"),
+        # Open loans by due date (the daily due reminders and overdue notices), not every loan ever.
+        Index(
+            "ix_loans_open_due",
+            "due_on",
+            sqlite_where=text("returned_on IS NULL"),
+            postgresql_where=text("returned_on IS NULL"),
+        ),
         # A patron's loans in a period (the reading marathon's count), among years of returned ones.
         Index("ix_loans_patron_loaned", "patron_id", "loaned_on"),
     )
@@ -236,6 +243,9 @@ class Hold(Base):
         Index("ix_holds_bib_queue", "bib_id", "status", "placed_at"),
         # A patron's holds by status; cancelled ones by when (the lists show the recent ones).
         Index("ix_holds_patron_status", "patron_id", "status", "cancelled_at"),
+        # Holds by status: the counter's pickup shelf (ready at its branch, by "keep until") and the
+        # daily jobs' ready holds, among every hold ever collected or cancelled.
+        Index("ix_holds_status_pickup", "status", "pickup_branch_id", "shelf_until"),
         # A copy is set aside for at most one hold at a time (never one item on two holds).
         Index(
             "uq_holds_item_allocated",
@@ -302,7 +312,9 @@ class Notice(Base):
     __tablename__ = "notices"
     __table_args__ = (
         CheckConstraint(f"status IN ({_in(NOTICE_STATUSES)})", name="status"),
-        Index("ix_notices_status_next", "status", "next_attempt_at"),
+        # Notices by status in id order: the mailer's due ones (oldest first, 50 at a time) and
+        # the staff's failed ones (newest first), each walked in order and stopped early.
+        Index("ix_notices_status", "status", "id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     type: Mapped[str] = mapped_column(String(30))
@@ -348,6 +360,10 @@ class Registration(Base):
     __table_args__ = (
         CheckConstraint(f"status IN ({_in(REGISTRATION_STATUSES)})", name="status"),
         Index("uq_registrations_token_hash", "token_hash", unique=True),
+        # Applications waiting for review, and an applicant's earlier application, among every
+        # application ever reviewed.
+        Index("ix_registrations_status", "status", "id"),
+        Index("ix_registrations_email_birth", "email", "birth_date"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     status: Mapped[str] = mapped_column(String(20), default="email_pending", server_default="email_pending")
@@ -486,6 +502,8 @@ class News(Base):
         # The news shown now (urgent first, newest first, a few of them), walked in this order
         # and stopped early, instead of sorting every item ever published (news.current).
         Index("ix_news_current", "urgent", "published_on", "id"),
+        # Items staff asked to mail that the worker has not mailed yet (news.fan_out, every minute).
+        Index("ix_news_to_mail", "mail_requested", "mailed_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     title_ja: Mapped[str] = mapped_column(String(100))

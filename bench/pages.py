@@ -119,7 +119,8 @@ async def _add_history(
     - the bench patron: 300 returned loans a year (a heavy reader), 60 holds collected and 10
       cancelled a year, and (`marathon`) a reading marathon for this year, so that the
       dashboard's count runs;
-    - every other patron: 60 returned loans and 12 collected holds a year.
+    - every other patron: 60 returned loans and 12 collected holds a year;
+    - the mails those sent (nearly all sent, 1 % failed) and 50 reviewed online registrations a year.
     Everything is dated between `older_than_days` and `years` ago. Deterministic (seeded).
     Returns how many rows of each kind were added.
     """
@@ -129,7 +130,7 @@ async def _add_history(
 
     from app import clock
     from app.db import session_scope
-    from app.models import Branch, Hold, Item, Loan, Marathon, News, Patron
+    from app.models import Branch, Hold, Item, Loan, Marathon, News, Notice, Patron, Registration
 
     today = clock.today()
     rng = random.Random(seed)
@@ -187,14 +188,62 @@ async def _add_history(
                         "cancelled_at": None if collected else placed + dt.timedelta(days=3),
                     }
                 )
-        for model, rows in ((News, news), (Loan, loans), (Hold, holds)):
+        # The mails of those years, nearly all sent (a due reminder for one loan in three, a
+        # pickup mail for each collected hold, one in a hundred given up on), and the online
+        # registrations staff reviewed (50 a year, one in ten rejected; their documents deleted).
+        mails = []
+        for n, row in enumerate(loans[::3] + [h for h in holds if h["status"] == "collected"]):
+            sent_at = dt.datetime.combine(row.get("loaned_on") or row["placed_at"].date(), dt.time(8))
+            mails.append(
+                {
+                    "type": "due_reminder" if "loaned_on" in row else "pickup_ready",
+                    "patron_id": row["patron_id"],
+                    "dedup_key": f"history:{seed}:{n}",
+                    "payload": "{}",
+                    "status": "failed" if n % 100 == 99 else "sent",
+                    "attempts": 1,
+                    "created_at": sent_at,
+                    "sent_at": sent_at,
+                }
+            )
+        registrations = []
+        for n in range(50 * years):
+            applied = dt.datetime.combine(day(), dt.time(11))
+            registrations.append(
+                {
+                    "status": "rejected" if n % 10 == 9 else "approved",
+                    "eligibility": "live",
+                    "name": f"申込 {n}",
+                    "name_kana": "モウシコミ",
+                    "birth_date": dt.date(1980, 1, 1) + dt.timedelta(days=n),
+                    "address": "福岡市中央区",
+                    "phone": "092-000-0000",
+                    "email": f"applicant{seed}-{n}@example.jp",
+                    "password_hash": "-",
+                    "created_at": applied,
+                    "reviewed_at": applied + dt.timedelta(days=2),
+                }
+            )
+        for model, rows in (
+            (News, news),
+            (Loan, loans),
+            (Hold, holds),
+            (Notice, mails),
+            (Registration, registrations),
+        ):
             for start in range(0, len(rows), 5000):
                 await session.execute(insert(model), rows[start : start + 5000])
         if marathon:
             starts, ends = today.replace(month=1, day=1), today.replace(month=12, day=31)
             session.add(Marathon(patron_id=patron_id, goal=100, starts_on=starts, ends_on=ends))
         await session.commit()
-    return {"news": len(news), "loans": len(loans), "holds": len(holds)}
+    return {
+        "news": len(news),
+        "loans": len(loans),
+        "holds": len(holds),
+        "notices": len(mails),
+        "registrations": len(registrations),
+    }
 
 
 def _login(base: str) -> tuple[str, str, int]:

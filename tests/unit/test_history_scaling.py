@@ -1,13 +1,20 @@
 """The reads that pick a few current rows out of growing tables do not slow down as history grows.
 
-The dashboard shows the news shown now, the reading marathon's count of loans in its period and
-the patron's listed holds; the holds page lists those holds too. Each is measured by the work the
-database does (SQLite: virtual machine steps; PostgreSQL: rows its plan visits, EXPLAIN ANALYZE)
-after one year of history and after ten (bench/pages.py's `_add_history`: news items, a heavy
-reader's returned loans and finished holds). Without ix_news_current, ix_loans_patron_loaned and
-the holds statement's per-arm patron (migration 0017), the work grew with the history, about
-tenfold; now it stays within a small factor (what still grows: the urgent news items ever
-published, a few a year, which the news read walks past).
+A patron's pages: the dashboard shows the news shown now, the reading marathon's count of loans
+in its period and the patron's listed holds; the holds page lists those holds too. Each is
+measured by the work the database does (SQLite: virtual machine steps; PostgreSQL: rows its
+plan visits, EXPLAIN ANALYZE) after one year of history and after ten (bench/pages.py's
+`_add_history`: news items, a heavy reader's returned loans and finished holds). Without
+ix_news_current, ix_loans_patron_loaned and the holds statement's per-arm patron (migration
+0017), the work grew with the history, about tenfold; now it stays within a small factor (what
+still grows: the urgent news items ever published, a few a year, which the news read walks past).
+
+The counter and the background: the counter's pickup shelf, the applications waiting for review,
+the mailer's look for news to mail and mails that are due, and the daily jobs (pickup mails, expired
+holds, due reminders, overdue notices), measured by every SELECT they run, as they run it. Without
+migration 0018 (found by `python -m bench history`) each grew about tenfold on SQLite; on
+PostgreSQL the review list and the mailer's look did (its planner fits `status = 'ready'` and
+`returned_on IS NULL` to the partial indexes on allocated holds and open loans).
 """
 
 from __future__ import annotations
@@ -17,17 +24,20 @@ import json
 import sqlite3
 from typing import Any
 
-from sqlalchemy import make_url, select
+from sqlalchemy import event, make_url, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 
 from app import clock
 from app.db import session_scope
 from app.models import Patron
 from app.policy import get_policy
 from app.reads import Read, _values, asyncpg_dsn
-from app.services import holds, marathon, news
+from app.services import holds, marathon, news, notices
+from app.tasks.daily import run_day
 from bench.pages import _add_history
 from tests.support import BACKEND
+from tests.unit.conftest import csrf_from
 
 # Ten times the history may cost at most this much more work (the unindexed reads: ~10x).
 MOST_GROWTH = 2.5
@@ -119,3 +129,90 @@ async def test_current_rows_cost_the_same_after_ten_years_of_history(database_ur
     # The marathon counts this year's loans, of which the older history has none.
     assert ten_years["marathon count"][1] == one_year["marathon count"][1]
     assert ten_years["dashboard holds"][1] == one_year["dashboard holds"][1]
+
+
+class _Selects:
+    """Every SELECT that SQLAlchemy sends while active, as sent (driver SQL and values)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, Any]] = []
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            self.seen.append((statement, parameters))
+
+    def __enter__(self) -> _Selects:
+        event.listen(Engine, "before_cursor_execute", self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(Engine, "before_cursor_execute", self)
+
+
+async def _statements_work(database_url: str, statements: list[tuple[str, Any]]) -> int:
+    """The database's work for these statements, run again as they were sent."""
+    total = 0
+    if BACKEND == "postgresql":
+        import asyncpg
+
+        connection = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            await connection.execute("ANALYZE")
+            for sql, values in statements:
+                explained = await connection.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *values)
+                total += _visited(json.loads(explained)[0]["Plan"])
+        finally:
+            await connection.close()
+        return total
+    connection = sqlite3.connect(str(make_url(database_url).database))
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    connection.set_progress_handler(count, 10)
+    try:
+        for sql, values in statements:
+            connection.execute(sql, values).fetchall()
+    finally:
+        connection.close()
+    return steps[0]
+
+
+async def _staff_and_jobs_work(client: Any, database_url: str) -> dict[str, int]:
+    """Each path's database work: two counter pages, the mailer's look, one day's jobs."""
+    work = {}
+    for page in ("/staff", "/staff/registrations"):
+        with _Selects() as selects:
+            assert (await client.get(page)).status_code == 200
+        work[page] = await _statements_work(database_url, selects.seen)
+    async with session_scope(database_url) as session:
+        with _Selects() as selects:
+            await news.fan_out(session, clock.now())
+            await notices.claim_batch(session, now=clock.now(), worker_id="history-test")
+        await session.rollback()
+        work["mailer"] = await _statements_work(database_url, selects.seen)
+        with _Selects() as selects:
+            await run_day(session, clock.today(), get_policy())
+        work["daily jobs"] = await _statements_work(database_url, selects.seen)
+    return work
+
+
+async def test_counter_mailer_and_daily_jobs_cost_the_same_after_ten_years_of_history(
+    database_url: str, client: Any
+) -> None:
+    page = await client.get("/staff/login")
+    form = {"_csrf_token": csrf_from(page.text), "username": "counter", "password": "counter-2026"}
+    assert (await client.post("/staff/login", data=form, follow_redirects=False)).status_code == 303
+    patron_id = await _patron(database_url)
+    await _add_history(database_url, patron_id, years=1, seed=1)
+    one_year = await _staff_and_jobs_work(client, database_url)
+    await _add_history(database_url, patron_id, years=10, older_than_days=400, marathon=False, seed=2)
+    ten_years = await _staff_and_jobs_work(client, database_url)
+    grown = [
+        f"{BACKEND} {name}: {one_year[name]} -> {ten_years[name]} with ten times the history"
+        for name in one_year
+        if ten_years[name] > MOST_GROWTH * one_year[name] + 50
+    ]
+    assert grown == []
