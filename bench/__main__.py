@@ -1,7 +1,8 @@
 """`python -m bench`: every benchmark in turn, then one table of all their figures against the targets.
 
-    python -m bench [--quick] [--parts pages,search,circulation] [--databases sqlite,postgresql]
+    python -m bench [--quick] [--parts pages,search,circulation,history] [--databases sqlite,postgresql]
     python -m bench pages|search|circulation [that part's own options]   one part, its own tables
+    python -m bench history                  every page's and job's database work, 1 and 10 years on
     python -m bench load | security                                      not part of the whole run
     python -m bench inprocess | instructions [options]   a page's own cost, without a server:
                                  µs per request, or instructions per request (callgrind)
@@ -19,12 +20,12 @@ import time
 
 
 def run_all(argv: list[str]) -> int:
-    from bench import circulation, pages, search
+    from bench import circulation, history, pages, search
     from bench.summary import Row, print_summary
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10,000 and 100,000 titles only")
-    parser.add_argument("--parts", default="pages,search,circulation")
+    parser.add_argument("--parts", default="pages,search,circulation,history")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--seconds", type=int, default=10, help="wrk run per page")
     args = parser.parse_args(argv)
@@ -45,6 +46,9 @@ def run_all(argv: list[str]) -> int:
         print("\n# circulation (python -m bench circulation)", flush=True)
         sizes = "10000" if args.quick else "10000,1000000"
         circulation.main(["--sizes", sizes, "--databases", args.databases], summary=rows)
+    if "history" in parts:
+        print("\n# years of history (python -m bench history)", flush=True)
+        history.main([], summary=rows)
     minutes = (time.perf_counter() - started) / 60
     print_summary(
         rows,
@@ -56,7 +60,7 @@ def run_all(argv: list[str]) -> int:
 
 
 # `python -m bench NAME ...` runs bench/NAME.py's main() with the rest of the arguments.
-PARTS = ("pages", "search", "circulation", "load", "security", "inprocess", "instructions")
+PARTS = ("pages", "search", "circulation", "history", "load", "security", "inprocess", "instructions")
 
 
 def main() -> int:

@@ -1,0 +1,252 @@
+"""Years of history: the database work of every page and of the daily jobs, at one age and at ten.
+
+A library's tables only grow: returned loans, finished holds, old news and sent mails stay for
+years. A read of "what is current" that walks the history instead of an index costs the same on a
+new library and ten times as much after ten years, and no timing on a fresh database shows it
+(the dashboard's news read did exactly that: 14 → 450 µs after five years, migration 0017). This
+benchmark builds the same library twice, with `--years` and with `--factor` times as many years of
+history (`bench.pages._add_history`), and counts the SQLite virtual machine steps that each GET
+page, patron's and counter staff's, and one run of the daily jobs take on each. Steps count the
+work, not the time: the same on a busy machine, so one request per page is enough.
+
+    python -m bench history [--years 1] [--factor 10] [--keep DIR]
+
+A page whose steps grow more than `GROWTH_LIMIT` times is marked: it reads history it does not show.
+(PostgreSQL runs the same statements on the same indexes; tests/unit/test_history_scaling.py checks
+the reads found here on both databases, with PostgreSQL's own count of the rows its plans visit.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.pages import BENCH_CARD, BENCH_PASSWORD, ROOT, _add_bench_patron, _run
+from bench.summary import Row
+
+GROWTH_LIMIT = 2.5  # as tests/unit/test_history_scaling.py
+
+# Every GET page with data of its own (the bench patron's, or the counter's at the central library).
+PATRON_PAGES = (
+    "/mylibrary",
+    "/loans",
+    "/holds",
+    "/cart",
+    "/search?q=%E3%81%AE",
+    "/bibs/3",
+    "/lists",
+    "/favourites",
+    "/history",
+    "/history/csv",
+    "/marathon",
+    "/alerts",
+    "/account/password",
+    "/account/notices",
+    "/account/emails",
+    "/account/calendar",
+    "/card",
+)
+STAFF_PAGES = (
+    "/staff",
+    f"/staff?card={BENCH_CARD}",
+    "/staff/calendar",
+    "/staff/notices",
+    "/staff/news",
+    "/staff/registrations",
+)
+STAFF_USER, STAFF_PASSWORD = "counter", "counter-2026"  # the demo data's counter staff
+# What grows because what the page shows grows, not because it reads history it does not show.
+SHOWN = {
+    "/staff": "the count of failed mail: a failed notice stays failed (there is no 'dealt with')",
+    "/staff/notices": "the failed mail itself, up to 200, newest first",
+}
+
+_steps = [0]
+# The statement running now (its text with the values taken out), and the steps of each statement.
+_current = [""]
+_by_statement: dict[str, int] = {}
+_SELECTED = re.compile(r"SELECT .*? FROM")  # a statement's column list, left out of what is printed
+_LITERALS = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b")
+
+
+def _count_steps() -> int:
+    _steps[0] += 1
+    _by_statement[_current[0]] = _by_statement.get(_current[0], 0) + 1
+    return 0  # go on
+
+
+def _statement_starts(sql: str) -> None:
+    _current[0] = " ".join(_LITERALS.sub("?", sql).split())
+
+
+def _counting_connect(connect: Any) -> Any:
+    """sqlite3.connect, with every connection counting its VM steps into `_steps` (and by statement)."""
+
+    def wrapped(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection = connect(*args, **kwargs)
+        connection.set_progress_handler(_count_steps, 1)  # every step
+        connection.set_trace_callback(_statement_starts)
+        return connection
+
+    return wrapped
+
+
+def _start() -> None:
+    _steps[0] = 0
+    _by_statement.clear()
+
+
+def _taken(steps: dict[str, Any], name: str) -> None:
+    steps[name] = {"steps": _steps[0], "statements": dict(_by_statement)}
+
+
+async def _log_in(client: Any, page: str, form: dict[str, str]) -> None:
+    _, body = await client.request("GET", page)
+    token = re.search(rb'name="_csrf_token" value="([^"]+)"', body).group(1).decode()  # type: ignore[union-attr]
+    encoded = "&".join(f"{k}={v}" for k, v in {"_csrf_token": token, **form}.items()).encode()
+    form_type = {"content-type": "application/x-www-form-urlencoded"}
+    status, _ = await client.request("POST", page, form_type, encoded)
+    assert status == 303, (page, status)
+
+
+async def _measure() -> dict[str, Any]:
+    """In the child process: steps per page (one request after one warm-up) and for the daily jobs."""
+    sqlite3.connect = _counting_connect(sqlite3.connect)  # before the app opens any connection
+    from app import clock
+    from app.db import session_scope
+    from app.main import create_server_app
+    from app.policy import get_policy
+    from app.services import news, notices
+    from app.tasks.daily import run_day
+    from bench.inprocess import _Client, _lifespan
+
+    app = create_server_app()
+    task, inbox = await _lifespan(app)
+    patron, staff = _Client(app), _Client(app)
+    await _log_in(patron, "/login", {"card_number": BENCH_CARD, "password": BENCH_PASSWORD, "next": "/"})
+    await _log_in(staff, "/staff/login", {"username": STAFF_USER, "password": STAFF_PASSWORD})
+    steps: dict[str, Any] = {}
+    for client, pages in ((patron, PATRON_PAGES), (staff, STAFF_PAGES)):
+        for page in pages:
+            status, _ = await client.request("GET", page)  # warm-up: plans, memos
+            assert status == 200, (page, status)
+            _start()
+            await client.request("GET", page)
+            _taken(steps, page)
+    await inbox.put({"type": "lifespan.shutdown"})
+    await asyncio.wait_for(task, 10)
+    async with session_scope(os.environ["DATABASE_URL"]) as session:
+        # What the mailer does every minute: library news to fan out, due notices to claim (given back).
+        _start()
+        await news.fan_out(session, clock.now())
+        await notices.claim_batch(session, now=clock.now(), worker_id="history-audit")
+        _taken(steps, "mailer's look for due mails")
+        await session.rollback()
+        _start()
+        await run_day(session, clock.today(), get_policy())
+        _taken(steps, "daily jobs (run_day)")
+    return steps
+
+
+def _library(folder: Path, years: int) -> dict[str, str]:
+    """A library with `years` of history in `folder` (made once, kept with --keep): its environment."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'bench.sqlite3'}",
+        "VAR_DIR": str(folder),
+        "REDIS_NAMESPACE": f"bench-history-{os.getpid()}-{years}",
+        "SECRET_KEY": "h" * 48,
+    }
+    pristine = folder / "history.pristine.sqlite3"
+    if not pristine.exists():
+        _run([sys.executable, "-m", "app", "migrate"], env)
+        _run([sys.executable, "-m", "app", "demo-data"], env)
+        os.environ.update({k: env[k] for k in ("APP_ENV", "DATABASE_URL", "VAR_DIR", "SECRET_KEY")})
+        asyncio.run(_add_bench_patron(env["DATABASE_URL"], years))
+        shutil.copyfile(folder / "bench.sqlite3", pristine)
+    else:  # each run starts from the library as it was made (the daily jobs write notices)
+        shutil.copyfile(pristine, folder / "bench.sqlite3")
+    return env
+
+
+def main(argv: list[str] | None = None, summary: list[Row] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench history", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--years", type=int, default=1, help="years of history in the first library")
+    parser.add_argument("--factor", type=int, default=10, help="the second library has this many times more")
+    parser.add_argument("--keep", default="", help="make (or reuse) the two libraries in this folder")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)  # the child's part
+    args = parser.parse_args(argv)
+    if args.measure:
+        import uvloop
+
+        print(json.dumps(uvloop.run(_measure())))
+        return 0
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mylib-history-"))
+    ages = (args.years, args.years * args.factor)
+    results = []
+    for years in ages:
+        env = _library(root / f"{years}y", years)
+        child = [sys.executable, "-m", "bench", "history", "--measure"]
+        out = subprocess.run(child, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    few, many = results
+    print(f"\nSQLite VM steps per request, {ages[0]} against {ages[1]} years of history")
+    print(f"| page | {ages[0]} years | {ages[1]} years | growth | |")
+    print("|---|---:|---:|---:|---|")
+    grown: dict[str, list[tuple[str, int, int]]] = {}
+    for name, counted in few.items():
+        steps, more = counted["steps"], many[name]["steps"]
+        flag = ""
+        if more > GROWTH_LIMIT * max(steps, 1):
+            flag = (
+                f"grows with what it shows: {SHOWN[name]}"
+                if name in SHOWN
+                else f"**grows** (> {GROWTH_LIMIT}x)"
+            )
+            before, after = counted["statements"], many[name]["statements"]
+            grown[name] = sorted(
+                (
+                    (sql, before.get(sql, 0), n)
+                    for sql, n in after.items()
+                    if n > GROWTH_LIMIT * before.get(sql, 1)
+                ),
+                key=lambda row: row[1] - row[2],
+            )
+        print(f"| {name} | {steps} | {more} | {more / max(steps, 1):.1f}x | {flag} |")
+    faults = [name for name in grown if name not in SHOWN]
+    print(f"\n{len(few) - len(faults)} of {len(few)} flat or growing only with what they show.")
+    if summary is not None:
+        summary.append(
+            Row(
+                "history",
+                f"GET pages, the mailer's look, the daily jobs: {ages[0]} vs {ages[1]} years",
+                "sqlite",
+                size=f"{len(few)} paths",
+                rate=f"{len(few) - len(faults)} of {len(few)} flat",
+                target=f"≤ {GROWTH_LIMIT}x the VM steps",
+                met=not faults,
+            )
+        )
+    for name, statements in grown.items():
+        print(f"\n{name}: the statements that grow (steps at {ages[0]} and {ages[1]} years)")
+        for sql, before_steps, after_steps in statements:
+            print(f"- {before_steps} → {after_steps}: {_SELECTED.sub('SELECT … FROM', sql, count=1)[:300]}")
+    return 1 if faults else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
