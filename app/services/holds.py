@@ -271,10 +271,13 @@ async def place_holds(
     Atomic per patron: the patron's row is locked first (a no-op UPDATE takes SQLite's write lock
     and a row lock on PostgreSQL), so concurrent submissions are counted one after another and
     never exceed the hold limit; the unique index on active holds stops a duplicate regardless.
+    The no-op sets a column nothing refers to: `SET id = id` made SQLite check every row that
+    refers to the patron (each loan, hold and mail ever: 3 752 -> 35 072 VM steps from one to ten
+    years of a heavy reader's history, `python -m bench history`).
     With `ordered`, the placed holds form one series group in the given order (順番予約).
     """
     bib_ids = list(dict.fromkeys(int(b) for b in bib_ids))[:50]
-    await session.execute(update(Patron).where(Patron.id == patron_id).values(id=Patron.id))
+    await session.execute(update(Patron).where(Patron.id == patron_id).values(created_at=Patron.created_at))
     blocks = await patron_blocks(session, patron_id, today=today, policy=policy)
     bibs = {
         b.id: b

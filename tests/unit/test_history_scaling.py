@@ -9,12 +9,14 @@ ix_news_current, ix_loans_patron_loaned and the holds statement's per-arm patron
 0017), the work grew with the history, about tenfold; now it stays within a small factor (what
 still grows: the urgent news items ever published, a few a year, which the news read walks past).
 
-The counter and the background: the counter's pickup shelf, the applications waiting for review,
-the mailer's look for news to mail and mails that are due, and the daily jobs (pickup mails, expired
-holds, due reminders, overdue notices), measured by every SELECT they run, as they run it. Without
-migration 0018 (found by `python -m bench history`) each grew about tenfold on SQLite; on
-PostgreSQL the review list and the mailer's look did (its planner fits `status = 'ready'` and
-`returned_on IS NULL` to the partial indexes on allocated holds and open loans).
+The counter, a patron's hold and the background: the counter's pickup shelf, the applications
+waiting for review, placing a hold (its lock on the patron's row), the mailer's look for news to
+mail and mails that are due, and the daily jobs (pickup mails, expired holds, due reminders,
+overdue notices), measured by every SELECT and UPDATE they send, as sent. Without migration 0018
+(found by `python -m bench history`) each grew about tenfold on SQLite; on PostgreSQL the review
+list and the mailer's look did (its planner fits `status = 'ready'` and `returned_on IS NULL` to
+the partial indexes on allocated holds and open loans). Placing a hold locked the patron's row
+with `SET id = id`, which made SQLite check every loan, hold and mail that refers to the patron.
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ from sqlalchemy.engine import Engine
 
 from app import clock
 from app.db import session_scope
-from app.models import Patron
+from app.models import ACTIVE_HOLD_STATUSES, Bib, Hold, Item, Loan, Patron
 from app.policy import get_policy
 from app.reads import Read, _values, asyncpg_dsn
 from app.services import holds, marathon, news, notices
 from app.tasks.daily import run_day
 from bench.pages import _add_history
 from tests.support import BACKEND
-from tests.unit.conftest import csrf_from
+from tests.unit.conftest import csrf_from, login, token
 
 # Ten times the history may cost at most this much more work (the unindexed reads: ~10x).
 MOST_GROWTH = 2.5
@@ -131,17 +133,17 @@ async def test_current_rows_cost_the_same_after_ten_years_of_history(database_ur
     assert ten_years["dashboard holds"][1] == one_year["dashboard holds"][1]
 
 
-class _Selects:
-    """Every SELECT that SQLAlchemy sends while active, as sent (driver SQL and values)."""
+class _Statements:
+    """Every SELECT and UPDATE that SQLAlchemy sends while active, as sent (driver SQL and values)."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, Any]] = []
 
     def __call__(self, conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE")):
             self.seen.append((statement, parameters))
 
-    def __enter__(self) -> _Selects:
+    def __enter__(self) -> _Statements:
         event.listen(Engine, "before_cursor_execute", self)
         return self
 
@@ -150,7 +152,8 @@ class _Selects:
 
 
 async def _statements_work(database_url: str, statements: list[tuple[str, Any]]) -> int:
-    """The database's work for these statements, run again as they were sent."""
+    """The database's work for these statements, run again as they were sent, in a transaction
+    that is rolled back (an UPDATE's work includes the foreign keys it checks)."""
     total = 0
     if BACKEND == "postgresql":
         import asyncpg
@@ -158,13 +161,17 @@ async def _statements_work(database_url: str, statements: list[tuple[str, Any]])
         connection = await asyncpg.connect(asyncpg_dsn(database_url))
         try:
             await connection.execute("ANALYZE")
+            transaction = connection.transaction()
+            await transaction.start()
             for sql, values in statements:
                 explained = await connection.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *values)
                 total += _visited(json.loads(explained)[0]["Plan"])
+            await transaction.rollback()
         finally:
             await connection.close()
         return total
     connection = sqlite3.connect(str(make_url(database_url).database))
+    connection.execute("PRAGMA foreign_keys=ON")  # as the app's connections
     steps = [0]
 
     def count() -> int:
@@ -175,41 +182,75 @@ async def _statements_work(database_url: str, statements: list[tuple[str, Any]])
     try:
         for sql, values in statements:
             connection.execute(sql, values).fetchall()
+        connection.rollback()
     finally:
         connection.close()
     return steps[0]
 
 
-async def _staff_and_jobs_work(client: Any, database_url: str) -> dict[str, int]:
-    """Each path's database work: two counter pages, the mailer's look, one day's jobs."""
+async def _counter_patron_and_jobs_work(client: Any, database_url: str, bib_id: int) -> dict[str, int]:
+    """Each path's database work: two counter pages, a patron placing a hold on `bib_id`, the
+    mailer's look, one day's jobs."""
     work = {}
-    for page in ("/staff", "/staff/registrations"):
-        with _Selects() as selects:
-            assert (await client.get(page)).status_code == 200
-        work[page] = await _statements_work(database_url, selects.seen)
-    async with session_scope(database_url) as session:
-        with _Selects() as selects:
-            await news.fan_out(session, clock.now())
-            await notices.claim_batch(session, now=clock.now(), worker_id="history-test")
-        await session.rollback()
-        work["mailer"] = await _statements_work(database_url, selects.seen)
-        with _Selects() as selects:
-            await run_day(session, clock.today(), get_policy())
-        work["daily jobs"] = await _statements_work(database_url, selects.seen)
-    return work
-
-
-async def test_counter_mailer_and_daily_jobs_cost_the_same_after_ten_years_of_history(
-    database_url: str, client: Any
-) -> None:
     page = await client.get("/staff/login")
     form = {"_csrf_token": csrf_from(page.text), "username": "counter", "password": "counter-2026"}
     assert (await client.post("/staff/login", data=form, follow_redirects=False)).status_code == 303
+    for page in ("/staff", "/staff/registrations"):
+        with _Statements() as sent:
+            assert (await client.get(page)).status_code == 200
+        work[page] = await _statements_work(database_url, sent.seen)
+    await client.post("/staff/logout", data={"_csrf_token": csrf_from((await client.get("/staff")).text)})
+    assert (await login(client)).status_code == 303  # the heavy reader
+    form = {
+        "_csrf_token": await token(client, "/cart"),
+        "bib": str(bib_id),
+        "pickup": "1",
+        "contact": "phone",
+    }
+    with _Statements() as sent:
+        placed = await client.post("/holds/place", data=form, follow_redirects=False)
+    assert placed.status_code == 303 and placed.headers["location"] == "/holds/placed"
+    work["placing a hold"] = await _statements_work(database_url, sent.seen)
+    async with session_scope(database_url) as session:
+        with _Statements() as sent:
+            await news.fan_out(session, clock.now())
+            await notices.claim_batch(session, now=clock.now(), worker_id="history-test")
+        await session.rollback()
+        work["mailer"] = await _statements_work(database_url, sent.seen)
+        with _Statements() as sent:
+            await run_day(session, clock.today(), get_policy())
+        work["daily jobs"] = await _statements_work(database_url, sent.seen)
+    return work
+
+
+async def _holdable(database_url: str, patron_id: int) -> list[int]:
+    """Two titles the patron may reserve: loanable, with copies, not already held or borrowed."""
+    async with session_scope(database_url) as session:
+        mine = select(Hold.bib_id).where(Hold.patron_id == patron_id, Hold.status.in_(ACTIVE_HOLD_STATUSES))
+        borrowed = (
+            select(Item.bib_id)
+            .join(Loan, Loan.item_id == Item.id)
+            .where(Loan.patron_id == patron_id, Loan.returned_on.is_(None))
+        )
+        bibs = await session.scalars(
+            select(Bib.id)
+            .where(Bib.loanable, Bib.id.in_(select(Item.bib_id).where(Item.loanable)))
+            .where(Bib.id.not_in(mine), Bib.id.not_in(borrowed))
+            .order_by(Bib.id)
+            .limit(2)
+        )
+        return list(bibs)
+
+
+async def test_counter_holds_mailer_and_daily_jobs_cost_the_same_after_ten_years_of_history(
+    database_url: str, client: Any
+) -> None:
     patron_id = await _patron(database_url)
+    first, second = await _holdable(database_url, patron_id)
     await _add_history(database_url, patron_id, years=1, seed=1)
-    one_year = await _staff_and_jobs_work(client, database_url)
+    one_year = await _counter_patron_and_jobs_work(client, database_url, first)
     await _add_history(database_url, patron_id, years=10, older_than_days=400, marathon=False, seed=2)
-    ten_years = await _staff_and_jobs_work(client, database_url)
+    ten_years = await _counter_patron_and_jobs_work(client, database_url, second)
     grown = [
         f"{BACKEND} {name}: {one_year[name]} -> {ten_years[name]} with ten times the history"
         for name in one_year
