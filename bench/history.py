@@ -28,8 +28,11 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import make_url, select
 
 from bench.pages import BENCH_CARD, BENCH_PASSWORD, ROOT, _add_bench_patron, _run
 from bench.summary import Row
@@ -110,21 +113,57 @@ def _taken(steps: dict[str, Any], name: str) -> None:
     steps[name] = {"steps": _steps[0], "statements": dict(_by_statement)}
 
 
-async def _log_in(client: Any, page: str, form: dict[str, str]) -> None:
-    _, body = await client.request("GET", page)
+_FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+async def _post(client: Any, page: str, form: list[tuple[str, str]], token_from: str) -> int:
+    """A form posted as a browser posts it, with the CSRF token of the page it came from."""
+    _, body = await client.request("GET", token_from)
     token = re.search(rb'name="_csrf_token" value="([^"]+)"', body).group(1).decode()  # type: ignore[union-attr]
-    encoded = "&".join(f"{k}={v}" for k, v in {"_csrf_token": token, **form}.items()).encode()
-    form_type = {"content-type": "application/x-www-form-urlencoded"}
-    status, _ = await client.request("POST", page, form_type, encoded)
-    assert status == 303, (page, status)
+    encoded = urllib.parse.urlencode([("_csrf_token", token), *form]).encode()
+    status, _ = await client.request("POST", page, _FORM, encoded)
+    return int(status)
+
+
+def _targets(path: str) -> dict[str, list[Any]]:
+    """Two of each thing the measured changes act on (one for the warm-up, one measured): the
+    bench patron's renewable loans, titles it may reserve, copies on the central library's shelf."""
+    with sqlite3.connect(path) as db:
+        (patron,) = db.execute("SELECT id FROM patrons WHERE card_number = ?", [BENCH_CARD]).fetchone()
+        loans = db.execute(
+            "SELECT id FROM loans WHERE patron_id = ? AND returned_on IS NULL AND renewals = 0"
+            " ORDER BY id LIMIT 2",
+            [patron],
+        ).fetchall()
+        mine = (
+            "SELECT bib_id FROM holds WHERE patron_id = :p AND status IN ('waiting', 'in_transit', 'ready')"
+            " UNION SELECT i.bib_id FROM loans l JOIN items i ON i.id = l.item_id"
+            " WHERE l.patron_id = :p AND l.returned_on IS NULL"
+        )
+        bibs = db.execute(
+            "SELECT DISTINCT b.id FROM bibs b JOIN items i ON i.bib_id = b.id"
+            f" WHERE b.loanable AND i.loanable AND i.status = 'on_loan' AND b.id NOT IN ({mine})"
+            " ORDER BY b.id LIMIT 2",
+            {"p": patron},
+        ).fetchall()
+        copies = db.execute(
+            "SELECT i.barcode FROM items i WHERE i.status = 'on_shelf' AND i.loanable AND i.branch_id = 1"
+            " AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.bib_id = i.bib_id AND h.status = 'waiting')"
+            " ORDER BY i.id LIMIT 2"
+        ).fetchall()
+    found = {"loans": [r[0] for r in loans], "bibs": [r[0] for r in bibs], "copies": [r[0] for r in copies]}
+    assert all(len(v) == 2 for v in found.values()), found
+    return found
 
 
 async def _measure() -> dict[str, Any]:
     """In the child process: steps per page (one request after one warm-up) and for the daily jobs."""
+    targets = _targets(str(make_url(os.environ["DATABASE_URL"]).database))
     sqlite3.connect = _counting_connect(sqlite3.connect)  # before the app opens any connection
     from app import clock
     from app.db import session_scope
     from app.main import create_server_app
+    from app.models import Branch
     from app.policy import get_policy
     from app.services import news, notices
     from app.tasks.daily import run_day
@@ -133,8 +172,14 @@ async def _measure() -> dict[str, Any]:
     app = create_server_app()
     task, inbox = await _lifespan(app)
     patron, staff = _Client(app), _Client(app)
-    await _log_in(patron, "/login", {"card_number": BENCH_CARD, "password": BENCH_PASSWORD, "next": "/"})
-    await _log_in(staff, "/staff/login", {"username": STAFF_USER, "password": STAFF_PASSWORD})
+    logged_in = [("card_number", BENCH_CARD), ("password", BENCH_PASSWORD), ("next", "/")]
+    assert await _post(patron, "/login", logged_in, "/login") == 303
+    assert (
+        await _post(
+            staff, "/staff/login", [("username", STAFF_USER), ("password", STAFF_PASSWORD)], "/staff/login"
+        )
+        == 303
+    )
     steps: dict[str, Any] = {}
     for client, pages in ((patron, PATRON_PAGES), (staff, STAFF_PAGES)):
         for page in pages:
@@ -143,6 +188,39 @@ async def _measure() -> dict[str, Any]:
             _start()
             await client.request("GET", page)
             _taken(steps, page)
+    # The changes a patron and the counter make most: each done twice, the second time measured.
+    async with session_scope(os.environ["DATABASE_URL"]) as session:
+        pickup = str(await session.scalar(select(Branch.id).order_by(Branch.id)))
+    changes = {
+        "renew a loan (POST)": [(patron, f"/loans/{loan}/renew", [], "/loans") for loan in targets["loans"]],
+        "place a hold (POST /holds/place)": [
+            (
+                patron,
+                "/holds/place",
+                [("bib", str(bib)), ("pickup", pickup), ("location", ""), ("contact", "phone")],
+                "/cart",
+            )
+            for bib in targets["bibs"]
+        ],
+        "check out (POST /staff/checkout)": [
+            (staff, "/staff/checkout", [("card_number", "100000017"), ("barcode", code)], "/staff")
+            for code in targets["copies"]
+        ],
+        "return (POST /staff/return)": [
+            (staff, "/staff/return", [("barcode", code)], "/staff") for code in targets["copies"]
+        ],
+    }
+    for name, (warm_up, measured) in changes.items():
+        status = await _post(*warm_up)
+        assert status < 400, (name, status)
+        client, page, form, token_from = measured
+        _, body = await client.request("GET", token_from)
+        token = re.search(rb'name="_csrf_token" value="([^"]+)"', body).group(1).decode()  # type: ignore[union-attr]
+        encoded = urllib.parse.urlencode([("_csrf_token", token), *form]).encode()
+        _start()
+        status, _ = await client.request("POST", page, _FORM, encoded)
+        _taken(steps, name)
+        assert status < 400, (name, status)
     await inbox.put({"type": "lifespan.shutdown"})
     await asyncio.wait_for(task, 10)
     async with session_scope(os.environ["DATABASE_URL"]) as session:
