@@ -6,8 +6,9 @@ new library and ten times as much after ten years, and no timing on a fresh data
 (the dashboard's news read did exactly that: 14 → 450 µs after five years, migration 0017). This
 benchmark builds the same library twice, with `--years` and with `--factor` times as many years of
 history (`bench.pages._add_history`), and counts the SQLite virtual machine steps that each GET
-page, patron's and counter staff's, and one run of the daily jobs take on each. Steps count the
-work, not the time: the same on a busy machine, so one request per page is enough.
+page, patron's and counter staff's, the changes made most (renew, place a hold, check out,
+return), the mailer's look for mail to send and one run of the daily jobs take on each. Steps
+count the work, not the time: the same on a busy machine, so one request per page is enough.
 
     python -m bench history [--years 1] [--factor 10] [--keep DIR]
 
