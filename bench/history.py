@@ -117,12 +117,15 @@ def _taken(steps: dict[str, Any], name: str) -> None:
 _FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
-async def _post(client: Any, page: str, form: list[tuple[str, str]], token_from: str) -> int:
-    """A form posted as a browser posts it, with the CSRF token of the page it came from."""
+async def _form(client: Any, form: list[tuple[str, str]], token_from: str) -> bytes:
+    """A form's body as a browser sends it, with the CSRF token of the page it came from."""
     _, body = await client.request("GET", token_from)
     token = re.search(rb'name="_csrf_token" value="([^"]+)"', body).group(1).decode()  # type: ignore[union-attr]
-    encoded = urllib.parse.urlencode([("_csrf_token", token), *form]).encode()
-    status, _ = await client.request("POST", page, _FORM, encoded)
+    return urllib.parse.urlencode([("_csrf_token", token), *form]).encode()
+
+
+async def _post(client: Any, page: str, form: list[tuple[str, str]], token_from: str) -> int:
+    status, _ = await client.request("POST", page, _FORM, await _form(client, form, token_from))
     return int(status)
 
 
@@ -158,7 +161,8 @@ def _targets(path: str) -> dict[str, list[Any]]:
 
 
 async def _measure() -> dict[str, Any]:
-    """In the child process: steps per page (one request after one warm-up) and for the daily jobs."""
+    """In the child process: the steps of each page (one request after one warm-up), change,
+    and background job, with the steps of each statement."""
     targets = _targets(str(make_url(os.environ["DATABASE_URL"]).database))
     sqlite3.connect = _counting_connect(sqlite3.connect)  # before the app opens any connection
     from app import clock
@@ -215,10 +219,8 @@ async def _measure() -> dict[str, Any]:
         status = await _post(*warm_up)
         assert status < 400, (name, status)
         client, page, form, token_from = measured
-        _, body = await client.request("GET", token_from)
-        token = re.search(rb'name="_csrf_token" value="([^"]+)"', body).group(1).decode()  # type: ignore[union-attr]
-        encoded = urllib.parse.urlencode([("_csrf_token", token), *form]).encode()
-        _start()
+        encoded = await _form(client, form, token_from)
+        _start()  # the POST alone, not the page its token came from
         status, _ = await client.request("POST", page, _FORM, encoded)
         _taken(steps, name)
         assert status < 400, (name, status)
