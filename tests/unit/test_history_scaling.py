@@ -67,9 +67,35 @@ def _reads(patron_id: int) -> dict[str, tuple[Read, dict[str, Any]]]:
     }
 
 
-def _sqlite_steps(path: str, read: Read, params: dict[str, Any]) -> tuple[int, list[Any]]:
-    plan = read._plan(sqlite.dialect())
-    connection = sqlite3.connect(path)
+def _visited(node: dict[str, Any]) -> int:
+    loops = node.get("Actual Loops", 1)
+    own = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * loops
+    return int(own + sum(_visited(child) for child in node.get("Plans", [])))
+
+
+async def _replayed(database_url: str, statements: list[tuple[str, Any]]) -> tuple[int, list[list[Any]]]:
+    """The database's work for these statements (driver SQL and values), and each one's rows: run
+    in a transaction that is rolled back (an UPDATE's work includes the foreign keys it checks).
+    SQLite: virtual machine steps; PostgreSQL: rows its plans visit (EXPLAIN ANALYZE)."""
+    if BACKEND == "postgresql":
+        import asyncpg
+
+        connection = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            await connection.execute("ANALYZE")
+            transaction = connection.transaction()
+            await transaction.start()
+            visited, results = 0, []
+            for sql, values in statements:
+                explained = await connection.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *values)
+                visited += _visited(json.loads(explained)[0]["Plan"])
+                results.append([tuple(row) for row in await connection.fetch(sql, *values)])
+            await transaction.rollback()
+        finally:
+            await connection.close()
+        return visited, results
+    connection = sqlite3.connect(str(make_url(database_url).database))
+    connection.execute("PRAGMA foreign_keys=ON")  # as the app's connections
     steps = [0]
 
     def count() -> int:
@@ -78,40 +104,20 @@ def _sqlite_steps(path: str, read: Read, params: dict[str, Any]) -> tuple[int, l
 
     connection.set_progress_handler(count, 10)
     try:
-        rows = connection.execute(plan.sql, _values(plan, params)).fetchall()
+        results = [connection.execute(sql, values).fetchall() for sql, values in statements]
+        connection.rollback()
     finally:
         connection.close()
-    return steps[0], rows
-
-
-def _visited(node: dict[str, Any]) -> int:
-    loops = node.get("Actual Loops", 1)
-    own = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * loops
-    return int(own + sum(_visited(child) for child in node.get("Plans", [])))
-
-
-async def _postgres_rows(url: str, read: Read, params: dict[str, Any]) -> tuple[int, list[Any]]:
-    import asyncpg
-
-    plan = read._plan(postgresql.asyncpg.dialect())  # type: ignore[attr-defined]
-    connection = await asyncpg.connect(asyncpg_dsn(url))
-    try:
-        await connection.execute("ANALYZE")
-        values = _values(plan, params)
-        explained = await connection.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + plan.sql, *values)
-        rows = await connection.fetch(plan.sql, *values)
-    finally:
-        await connection.close()
-    return _visited(json.loads(explained)[0]["Plan"]), [tuple(row) for row in rows]
+    return steps[0], results
 
 
 async def _work(database_url: str, patron_id: int) -> dict[str, tuple[int, list[Any]]]:
+    dialect = postgresql.asyncpg.dialect() if BACKEND == "postgresql" else sqlite.dialect()  # type: ignore[attr-defined]
     found = {}
     for name, (read, params) in _reads(patron_id).items():
-        if BACKEND == "postgresql":
-            found[name] = await _postgres_rows(database_url, read, params)
-        else:
-            found[name] = _sqlite_steps(str(make_url(database_url).database), read, params)
+        plan = read._plan(dialect)
+        work, (rows,) = await _replayed(database_url, [(plan.sql, _values(plan, params))])
+        found[name] = (work, rows)
     return found
 
 
@@ -151,43 +157,6 @@ class _Statements:
         event.remove(Engine, "before_cursor_execute", self)
 
 
-async def _statements_work(database_url: str, statements: list[tuple[str, Any]]) -> int:
-    """The database's work for these statements, run again as they were sent, in a transaction
-    that is rolled back (an UPDATE's work includes the foreign keys it checks)."""
-    total = 0
-    if BACKEND == "postgresql":
-        import asyncpg
-
-        connection = await asyncpg.connect(asyncpg_dsn(database_url))
-        try:
-            await connection.execute("ANALYZE")
-            transaction = connection.transaction()
-            await transaction.start()
-            for sql, values in statements:
-                explained = await connection.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *values)
-                total += _visited(json.loads(explained)[0]["Plan"])
-            await transaction.rollback()
-        finally:
-            await connection.close()
-        return total
-    connection = sqlite3.connect(str(make_url(database_url).database))
-    connection.execute("PRAGMA foreign_keys=ON")  # as the app's connections
-    steps = [0]
-
-    def count() -> int:
-        steps[0] += 1
-        return 0
-
-    connection.set_progress_handler(count, 10)
-    try:
-        for sql, values in statements:
-            connection.execute(sql, values).fetchall()
-        connection.rollback()
-    finally:
-        connection.close()
-    return steps[0]
-
-
 async def _counter_patron_and_jobs_work(client: Any, database_url: str, bib_id: int) -> dict[str, int]:
     """Each path's database work: two counter pages, a patron placing a hold on `bib_id`, the
     mailer's look, one day's jobs."""
@@ -198,7 +167,7 @@ async def _counter_patron_and_jobs_work(client: Any, database_url: str, bib_id: 
     for page in ("/staff", "/staff/registrations"):
         with _Statements() as sent:
             assert (await client.get(page)).status_code == 200
-        work[page] = await _statements_work(database_url, sent.seen)
+        work[page] = (await _replayed(database_url, sent.seen))[0]
     await client.post("/staff/logout", data={"_csrf_token": csrf_from((await client.get("/staff")).text)})
     assert (await login(client)).status_code == 303  # the heavy reader
     form = {
@@ -210,16 +179,16 @@ async def _counter_patron_and_jobs_work(client: Any, database_url: str, bib_id: 
     with _Statements() as sent:
         placed = await client.post("/holds/place", data=form, follow_redirects=False)
     assert placed.status_code == 303 and placed.headers["location"] == "/holds/placed"
-    work["placing a hold"] = await _statements_work(database_url, sent.seen)
+    work["placing a hold"] = (await _replayed(database_url, sent.seen))[0]
     async with session_scope(database_url) as session:
         with _Statements() as sent:
             await news.fan_out(session, clock.now())
             await notices.claim_batch(session, now=clock.now(), worker_id="history-test")
         await session.rollback()
-        work["mailer"] = await _statements_work(database_url, sent.seen)
+        work["mailer"] = (await _replayed(database_url, sent.seen))[0]
         with _Statements() as sent:
             await run_day(session, clock.today(), get_policy())
-        work["daily jobs"] = await _statements_work(database_url, sent.seen)
+        work["daily jobs"] = (await _replayed(database_url, sent.seen))[0]
     return work
 
 
