@@ -307,7 +307,8 @@ def main(argv: list[str] | None = None, summary: list[Row] | None = None) -> int
                 ),
                 key=lambda row: row[1] - row[2],
             )
-        print(f"| {name} | {steps} | {more} | {more / max(steps, 1):.1f}x | {flag} |")
+        growth = f"{more / steps:.1f}x" if steps else "–" if not more else "new"  # no SQL at all: "–"
+        print(f"| {name} | {steps} | {more} | {growth} | {flag} |")
     faults = [name for name in grown if name not in SHOWN]
     print(f"\n{len(few) - len(faults)} of {len(few)} flat or growing only with what they show.")
     if summary is not None:
