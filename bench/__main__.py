@@ -2,7 +2,7 @@
 
     python -m bench [--quick] [--parts pages,search,circulation,history] [--databases sqlite,postgresql]
     python -m bench pages|search|circulation [that part's own options]   one part, its own tables
-    python -m bench history                  every page's and job's database work, 1 and 10 years on
+    python -m bench history [--database ...]  every page's and job's database work, 1 and 10 years on
     python -m bench load | security                                      not part of the whole run
     python -m bench inprocess | instructions [options]   a page's own cost, without a server:
                                  µs per request, or instructions per request (callgrind)
@@ -47,8 +47,9 @@ def run_all(argv: list[str]) -> int:
         sizes = "10000" if args.quick else "10000,1000000"
         circulation.main(["--sizes", sizes, "--databases", args.databases], summary=rows)
     if "history" in parts:
-        print("\n# years of history (python -m bench history)", flush=True)
-        history.main([], summary=rows)
+        for database in databases:
+            print(f"\n# years of history (python -m bench history --database {database})", flush=True)
+            history.main(["--database", database], summary=rows)
     minutes = (time.perf_counter() - started) / 60
     print_summary(
         rows,

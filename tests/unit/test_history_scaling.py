@@ -37,6 +37,7 @@ from app.policy import get_policy
 from app.reads import Read, _values, asyncpg_dsn
 from app.services import holds, marathon, news, notices
 from app.tasks.daily import run_day
+from bench.history import visited
 from bench.pages import _add_history
 from tests.support import BACKEND
 from tests.unit.conftest import csrf_from, login, token
@@ -67,12 +68,6 @@ def _reads(patron_id: int) -> dict[str, tuple[Read, dict[str, Any]]]:
     }
 
 
-def _visited(node: dict[str, Any]) -> int:
-    loops = node.get("Actual Loops", 1)
-    own = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * loops
-    return int(own + sum(_visited(child) for child in node.get("Plans", [])))
-
-
 async def _replayed(database_url: str, statements: list[tuple[str, Any]]) -> tuple[int, list[list[Any]]]:
     """The database's work for these statements (driver SQL and values), and each one's rows: run
     in a transaction that is rolled back (an UPDATE's work includes the foreign keys it checks).
@@ -85,15 +80,15 @@ async def _replayed(database_url: str, statements: list[tuple[str, Any]]) -> tup
             await connection.execute("ANALYZE")
             transaction = connection.transaction()
             await transaction.start()
-            visited, results = 0, []
+            work, results = 0, []
             for sql, values in statements:
                 explained = await connection.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *values)
-                visited += _visited(json.loads(explained)[0]["Plan"])
+                work += visited(json.loads(explained)[0]["Plan"])
                 results.append([tuple(row) for row in await connection.fetch(sql, *values)])
             await transaction.rollback()
         finally:
             await connection.close()
-        return visited, results
+        return work, results
     connection = sqlite3.connect(str(make_url(database_url).database))
     connection.execute("PRAGMA foreign_keys=ON")  # as the app's connections
     steps = [0]
