@@ -103,19 +103,37 @@ def _statement_starts(sql: str) -> None:
     _current[0] = _shape(sql)
 
 
-def _record_postgres() -> None:
-    """Keep every SELECT and UPDATE sent to PostgreSQL in `_sent`: SQLAlchemy's (the ORM's) and the
-    hot reads' (app.reads, straight on the driver connection)."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
+class Sent:
+    """Every SELECT and UPDATE that SQLAlchemy sends while active, as sent (driver SQL and
+    values), into `seen`."""
 
+    def __init__(self, seen: list[tuple[str, Any]] | None = None) -> None:
+        self.seen: list[tuple[str, Any]] = [] if seen is None else seen
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE")):
+            self.seen.append((statement, tuple(parameters or ())))
+
+    def __enter__(self) -> Sent:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.listen(Engine, "before_cursor_execute", self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.remove(Engine, "before_cursor_execute", self)
+
+
+def _record_postgres() -> None:
+    """Keep every SELECT and UPDATE sent to PostgreSQL in `_sent`, for the rest of the process:
+    SQLAlchemy's (the ORM's) and the hot reads' (app.reads, straight on the driver connection)."""
     from app import reads
 
-    def sent(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
-        if statement.lstrip().upper().startswith(("SELECT", "UPDATE")):
-            _sent.append((statement, tuple(parameters or ())))
-
-    event.listen(Engine, "before_cursor_execute", sent)
+    Sent(_sent).__enter__()
     fetch = reads._fetch
 
     async def recorded(driver: Any, dialect: Any, sql: str, values: list[Any]) -> Any:
@@ -133,26 +151,55 @@ def visited(plan: dict[str, Any]) -> int:
     return int(own + sum(visited(child) for child in plan.get("Plans", [])))
 
 
-async def _postgres_work(url: str, statements: list[tuple[str, Any]]) -> tuple[int, dict[str, int]]:
-    """The rows PostgreSQL visits for these statements, in all and by statement: each run again
-    under EXPLAIN ANALYZE, in one transaction that is rolled back."""
+async def postgres_work(
+    url: str, statements: list[tuple[str, Any]], *, rows: bool = False
+) -> tuple[int, dict[str, int], list[list[Any]]]:
+    """The rows PostgreSQL visits for these statements, in all and by statement, and (`rows`) each
+    one's result: after ANALYZE, each run again under EXPLAIN ANALYZE, in one transaction that is
+    rolled back."""
     import asyncpg
 
     from app.reads import asyncpg_dsn
 
     connection = await asyncpg.connect(asyncpg_dsn(url))
     by_statement: dict[str, int] = {}
+    results: list[list[Any]] = []
     try:
+        await connection.execute("ANALYZE")  # the statistics autovacuum would keep
         transaction = connection.transaction()
         await transaction.start()
         for sql, values in statements:
             explained = await connection.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *values)
-            rows = visited(json.loads(explained)[0]["Plan"])
-            by_statement[_shape(sql)] = by_statement.get(_shape(sql), 0) + rows
+            by_statement[_shape(sql)] = by_statement.get(_shape(sql), 0) + visited(
+                json.loads(explained)[0]["Plan"]
+            )
+            if rows:
+                results.append([tuple(row) for row in await connection.fetch(sql, *values)])
         await transaction.rollback()
     finally:
         await connection.close()
-    return sum(by_statement.values()), by_statement
+    return sum(by_statement.values()), by_statement, results
+
+
+async def holdable(session: Any, patron_id: int, count: int = 2) -> list[int]:
+    """Titles the patron may reserve: loanable, with loanable copies, not already held or
+    borrowed by the patron."""
+    from app.models import ACTIVE_HOLD_STATUSES, Bib, Hold, Item, Loan
+
+    mine = select(Hold.bib_id).where(Hold.patron_id == patron_id, Hold.status.in_(ACTIVE_HOLD_STATUSES))
+    borrowed = (
+        select(Item.bib_id)
+        .join(Loan, Loan.item_id == Item.id)
+        .where(Loan.patron_id == patron_id, Loan.returned_on.is_(None))
+    )
+    copies = select(Item.bib_id).where(Item.loanable)
+    bibs = await session.scalars(
+        select(Bib.id)
+        .where(Bib.loanable, Bib.id.in_(copies), Bib.id.not_in(mine), Bib.id.not_in(borrowed))
+        .order_by(Bib.id)
+        .limit(count)
+    )
+    return list(bibs)
 
 
 def _counting_connect(connect: Any) -> Any:
@@ -177,7 +224,7 @@ async def _taken(steps: dict[str, Any], name: str) -> None:
     """What the path since _start() cost: SQLite's steps as counted, PostgreSQL's rows replayed."""
     url = os.environ["DATABASE_URL"]
     if url.startswith("postgresql"):
-        work, by_statement = await _postgres_work(url, list(_sent))
+        work, by_statement, _ = await postgres_work(url, list(_sent))
         steps[name] = {"steps": work, "statements": by_statement}
     else:
         steps[name] = {"steps": _steps[0], "statements": dict(_by_statement)}
@@ -216,19 +263,7 @@ async def _targets(url: str) -> dict[str, list[Any]]:
             ),
             {"p": patron},
         )
-        mine = (
-            "SELECT bib_id FROM holds WHERE patron_id = :p AND status IN ('waiting', 'in_transit', 'ready')"
-            " UNION SELECT i.bib_id FROM loans l JOIN items i ON i.id = l.item_id"
-            " WHERE l.patron_id = :p AND l.returned_on IS NULL"
-        )
-        bibs = await db.execute(
-            text(
-                "SELECT DISTINCT b.id FROM bibs b JOIN items i ON i.bib_id = b.id"
-                f" WHERE b.loanable AND i.loanable AND i.status = 'on_loan' AND b.id NOT IN ({mine})"
-                " ORDER BY b.id LIMIT 2"
-            ),
-            {"p": patron},
-        )
+        bibs = await holdable(db, patron)
         copies = await db.execute(
             text(
                 "SELECT i.barcode FROM items i WHERE i.status = 'on_shelf' AND i.loanable AND i.branch_id = 1"
@@ -238,7 +273,7 @@ async def _targets(url: str) -> dict[str, list[Any]]:
         )
         found = {
             "loans": list(loans.scalars()),
-            "bibs": list(bibs.scalars()),
+            "bibs": bibs,
             "copies": list(copies.scalars()),
         }
     assert all(len(v) == 2 for v in found.values()), found

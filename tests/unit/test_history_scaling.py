@@ -22,22 +22,20 @@ with `SET id = id`, which made SQLite check every loan, hold and mail that refer
 from __future__ import annotations
 
 import dataclasses
-import json
 import sqlite3
 from typing import Any
 
-from sqlalchemy import event, make_url, select
+from sqlalchemy import make_url, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
 
 from app import clock
 from app.db import session_scope
-from app.models import ACTIVE_HOLD_STATUSES, Bib, Hold, Item, Loan, Patron
+from app.models import Patron
 from app.policy import get_policy
-from app.reads import Read, _values, asyncpg_dsn
+from app.reads import Read, _values
 from app.services import holds, marathon, news, notices
 from app.tasks.daily import run_day
-from bench.history import visited
+from bench.history import Sent, holdable, postgres_work
 from bench.pages import _add_history
 from tests.support import BACKEND
 from tests.unit.conftest import csrf_from, login, token
@@ -73,21 +71,7 @@ async def _replayed(database_url: str, statements: list[tuple[str, Any]]) -> tup
     in a transaction that is rolled back (an UPDATE's work includes the foreign keys it checks).
     SQLite: virtual machine steps; PostgreSQL: rows its plans visit (EXPLAIN ANALYZE)."""
     if BACKEND == "postgresql":
-        import asyncpg
-
-        connection = await asyncpg.connect(asyncpg_dsn(database_url))
-        try:
-            await connection.execute("ANALYZE")
-            transaction = connection.transaction()
-            await transaction.start()
-            work, results = 0, []
-            for sql, values in statements:
-                explained = await connection.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *values)
-                work += visited(json.loads(explained)[0]["Plan"])
-                results.append([tuple(row) for row in await connection.fetch(sql, *values)])
-            await transaction.rollback()
-        finally:
-            await connection.close()
+        work, _, results = await postgres_work(database_url, statements, rows=True)
         return work, results
     connection = sqlite3.connect(str(make_url(database_url).database))
     connection.execute("PRAGMA foreign_keys=ON")  # as the app's connections
@@ -134,24 +118,6 @@ async def test_current_rows_cost_the_same_after_ten_years_of_history(database_ur
     assert ten_years["dashboard holds"][1] == one_year["dashboard holds"][1]
 
 
-class _Statements:
-    """Every SELECT and UPDATE that SQLAlchemy sends while active, as sent (driver SQL and values)."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, Any]] = []
-
-    def __call__(self, conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
-        if statement.lstrip().upper().startswith(("SELECT", "UPDATE")):
-            self.seen.append((statement, parameters))
-
-    def __enter__(self) -> _Statements:
-        event.listen(Engine, "before_cursor_execute", self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(Engine, "before_cursor_execute", self)
-
-
 async def _counter_patron_and_jobs_work(client: Any, database_url: str, bib_id: int) -> dict[str, int]:
     """Each path's database work: two counter pages, a patron placing a hold on `bib_id`, the
     mailer's look, one day's jobs."""
@@ -160,7 +126,7 @@ async def _counter_patron_and_jobs_work(client: Any, database_url: str, bib_id: 
     form = {"_csrf_token": csrf_from(page.text), "username": "counter", "password": "counter-2026"}
     assert (await client.post("/staff/login", data=form, follow_redirects=False)).status_code == 303
     for page in ("/staff", "/staff/registrations"):
-        with _Statements() as sent:
+        with Sent() as sent:
             assert (await client.get(page)).status_code == 200
         work[page] = (await _replayed(database_url, sent.seen))[0]
     await client.post("/staff/logout", data={"_csrf_token": csrf_from((await client.get("/staff")).text)})
@@ -171,46 +137,28 @@ async def _counter_patron_and_jobs_work(client: Any, database_url: str, bib_id: 
         "pickup": "1",
         "contact": "phone",
     }
-    with _Statements() as sent:
+    with Sent() as sent:
         placed = await client.post("/holds/place", data=form, follow_redirects=False)
     assert placed.status_code == 303 and placed.headers["location"] == "/holds/placed"
     work["placing a hold"] = (await _replayed(database_url, sent.seen))[0]
     async with session_scope(database_url) as session:
-        with _Statements() as sent:
+        with Sent() as sent:
             await news.fan_out(session, clock.now())
             await notices.claim_batch(session, now=clock.now(), worker_id="history-test")
         await session.rollback()
         work["mailer"] = (await _replayed(database_url, sent.seen))[0]
-        with _Statements() as sent:
+        with Sent() as sent:
             await run_day(session, clock.today(), get_policy())
         work["daily jobs"] = (await _replayed(database_url, sent.seen))[0]
     return work
-
-
-async def _holdable(database_url: str, patron_id: int) -> list[int]:
-    """Two titles the patron may reserve: loanable, with copies, not already held or borrowed."""
-    async with session_scope(database_url) as session:
-        mine = select(Hold.bib_id).where(Hold.patron_id == patron_id, Hold.status.in_(ACTIVE_HOLD_STATUSES))
-        borrowed = (
-            select(Item.bib_id)
-            .join(Loan, Loan.item_id == Item.id)
-            .where(Loan.patron_id == patron_id, Loan.returned_on.is_(None))
-        )
-        bibs = await session.scalars(
-            select(Bib.id)
-            .where(Bib.loanable, Bib.id.in_(select(Item.bib_id).where(Item.loanable)))
-            .where(Bib.id.not_in(mine), Bib.id.not_in(borrowed))
-            .order_by(Bib.id)
-            .limit(2)
-        )
-        return list(bibs)
 
 
 async def test_counter_holds_mailer_and_daily_jobs_cost_the_same_after_ten_years_of_history(
     database_url: str, client: Any
 ) -> None:
     patron_id = await _patron(database_url)
-    first, second = await _holdable(database_url, patron_id)
+    async with session_scope(database_url) as session:
+        first, second = await holdable(session, patron_id)
     await _add_history(database_url, patron_id, years=1, seed=1)
     one_year = await _counter_patron_and_jobs_work(client, database_url, first)
     await _add_history(database_url, patron_id, years=10, older_than_days=400, marathon=False, seed=2)
