@@ -23,7 +23,7 @@ import json
 import sqlite3
 from collections import namedtuple
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from operator import itemgetter
@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
 
+from app.pgpool import LeanPool
 from app.sqlite_inline import InlineConnection
 
 _DRIVER_KEY = "reads.driver"
@@ -292,12 +293,13 @@ class PgReader:
     Like SQLite's shared reader, a statement here reads the latest committed data; a page that
     needs more than reads (an ORM query) still gets a session (app/routes/_deps.PageSession).
     Connections carry no state between statements, so nothing is reset when one goes back to
-    the pool (asyncpg's default reset is one more round trip each time).
+    the pool (asyncpg's default reset is one more round trip each time), and the pool is ours
+    (app/pgpool.LeanPool): asyncpg's gave each connection back through a task of its own.
     """
 
-    __slots__ = ("_lost", "_pool")
+    __slots__ = ("_lost", "_pool", "planned")
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, planned: Any = None) -> None:
         # asyncpg is imported only where PostgreSQL is used: on SQLite its import alone made every
         # page ~4 % dearer (callgrind, the dashboard: 2.05 -> 2.13 M instructions a request).
         import asyncpg
@@ -312,16 +314,20 @@ class PgReader:
             asyncpg.InternalClientError,
             OSError,
         )
+        # The reader for statements planned for their values at every run (planned_each_run): a
+        # pool of its own whose connections set plan_cache_mode = force_custom_plan; this one where
+        # there is none (then planned_each_run sets it in a transaction).
+        self.planned: PgReader = PgReader(planned) if planned is not None else self
 
     async def fetch(self, sql: str, *values: Any) -> list[Any]:
         try:
-            return await self._pool.fetch(sql, *values)  # type: ignore[no-any-return]
+            return await self._pool.fetch(sql, *values)
         except self._lost:
             # The server dropped the connection (a restart, an administrator, an idle timeout):
             # then it has dropped the others too. The pool replaces them all, and a read is safe
             # to run again (what SQLAlchemy's pre-ping does for the engine, without its round trip).
             await self._pool.expire_connections()
-            return await self._pool.fetch(sql, *values)  # type: ignore[no-any-return]
+            return await self._pool.fetch(sql, *values)
 
     @asynccontextmanager
     async def transaction(self, settings: dict[str, str] | None = None) -> AsyncIterator[Any]:
@@ -330,26 +336,45 @@ class PgReader:
         begin = "BEGIN READ ONLY" + "".join(
             f"; SET LOCAL {name} = '{value}'" for name, value in (settings or {}).items()
         )
+        pool = self._pool
         for attempt in (1, 2):
-            async with self._pool.acquire() as connection:
-                try:
-                    await connection.execute(begin)  # the simple protocol: several statements at once
-                except self._lost:
-                    if attempt == 2:
-                        raise
-                    await self._pool.expire_connections()  # as in fetch(): then try once more
-                    continue
-                try:
-                    yield connection
-                except BaseException:
-                    with suppress(*self._lost):  # a lost connection has nothing to roll back
-                        await connection.execute("ROLLBACK")
+            connection = await pool.acquire()
+            try:
+                await connection.execute(begin)  # the simple protocol: several statements at once
+            except self._lost:
+                pool.release(connection, reusable=False)
+                if attempt == 2:
                     raise
+                await pool.expire_connections()  # as in fetch(): then try once more
+                continue
+            except BaseException:
+                pool.release(connection, reusable=False)
+                raise
+            try:
+                yield connection
+            except BaseException:
+                try:
+                    await connection.execute("ROLLBACK")
+                except self._lost:  # a lost connection has nothing to roll back
+                    pool.release(connection, reusable=False)
+                except BaseException:
+                    pool.release(connection, reusable=False)
+                    raise
+                else:
+                    pool.release(connection)
+                raise
+            try:
                 await connection.execute("COMMIT")
-                return
+            except BaseException:
+                pool.release(connection, reusable=False)
+                raise
+            pool.release(connection)
+            return
 
     async def close(self) -> None:
         await self._pool.close()
+        if self.planned is not self:
+            await self.planned.close()
 
 
 _PINNED: ContextVar[tuple[Any, Any, Dialect] | None] = ContextVar("reads_pinned", default=None)
@@ -369,8 +394,9 @@ async def one_transaction(
     shared: Any = session.info.get(_SHARED_KEY)
     reader = shared is not None and isinstance(shared[0], PgReader)
     pinned = _PINNED.get()
-    if reader and (pinned is None or pinned[0] is not shared):
-        async with shared[0].transaction(settings) as connection:
+    current = pinned[1] if reader and pinned is not None and pinned[0] is shared else shared and shared[0]
+    if reader and isinstance(current, PgReader):  # statements in autocommit: a transaction begins here
+        async with current.transaction(settings) as connection:
             token = _PINNED.set((shared, connection, shared[1]))
             try:
                 yield True
@@ -386,6 +412,38 @@ async def one_transaction(
             # and a Read on the driver connection before that would run, and set, outside it.
             await session.execute(text(f"SELECT {pairs}"))
     yield False
+
+
+# PostgreSQL plans a prepared statement for its values at every run, not once for any (asyncpg
+# prepares every statement, and after five runs PostgreSQL may keep one generic plan).
+CUSTOM_PLANS = {"plan_cache_mode": "force_custom_plan"}
+
+
+@asynccontextmanager
+async def planned_each_run(session: AsyncSession) -> AsyncIterator[bool]:
+    """Inside, this task's `Read`s and `sql_rows` on `session` are planned for their own values at
+    every run, on PostgreSQL: for a statement whose best plan depends on them (the search's, where a
+    word in one title in eight and a rare one want different plans). On PostgreSQL's reader they go,
+    each on its own and in autocommit, to the reader's pool whose connections set it: no BEGIN and
+    COMMIT around them (two round trips of the search's five). Elsewhere it is `one_transaction`
+    with that setting. `one_transaction` inside begins a transaction there, on one of those
+    connections. Gives True where the setting ends with the block."""
+    shared: Any = session.info.get(_SHARED_KEY)
+    pinned = _PINNED.get()
+    if (
+        shared is not None
+        and isinstance(shared[0], PgReader)
+        and shared[0].planned is not shared[0]
+        and (pinned is None or pinned[0] is not shared)
+    ):
+        token = _PINNED.set((shared, shared[0].planned, shared[1]))
+        try:
+            yield True
+        finally:
+            _PINNED.reset(token)
+        return
+    async with one_transaction(session, CUSTOM_PLANS) as ends_here:
+        yield ends_here
 
 
 async def _no_reset(connection: Any) -> None:
@@ -407,18 +465,16 @@ def asyncpg_dsn(url: str) -> str:
 async def pg_reader(
     url: str, dialect: Dialect, *, server_settings: dict[str, str], size: int = 10
 ) -> dict[str, Any]:
-    """Session `info` for GET pages on PostgreSQL (PgReader). Connects on first use, not here."""
-    import asyncpg
-
-    pool = await asyncpg.create_pool(
-        asyncpg_dsn(url),
-        min_size=0,
-        max_size=size,
-        reset=_no_reset,
-        init=_json_codecs,
-        server_settings=server_settings,
-    )
-    return {_SHARED_KEY: (PgReader(pool), dialect)}
+    """Session `info` for GET pages on PostgreSQL (PgReader): a pool of `size` connections, and one
+    of half as many for planned_each_run. Connects on first use, not here."""
+    pools = [
+        LeanPool(asyncpg_dsn(url), max_size=max_size, server_settings=settings, init=_json_codecs)
+        for max_size, settings in (
+            (size, server_settings),
+            (max(1, size // 2), {**server_settings, **CUSTOM_PLANS}),
+        )
+    ]
+    return {_SHARED_KEY: (PgReader(*pools), dialect)}
 
 
 async def close_shared_reader(info: dict[str, Any]) -> None:

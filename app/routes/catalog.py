@@ -27,11 +27,11 @@ async def search_page(request: Request, db: NamedDependency[AsyncSession]) -> ob
         params = catalog.parse_params(raw, [b.id for b in branches])
     except catalog.SearchError as problem:
         params, error = catalog.SearchParams(q=catalog.clean_text(raw.get("q"))), problem
-    results = await catalog.search(db, params) if error is None else catalog.SearchPage(params, [], 0, False)
     patron = session_patron(request)
-    favourite_ids: set[int] = set()
-    if patron is not None and results.hits:
-        favourite_ids = await lists.favourite_ids(db, patron.id, [h.id for h in results.hits])
+    if error is None:
+        results = await catalog.search(db, params, patron.id if patron is not None else None)
+    else:
+        results = catalog.SearchPage(params, [], 0, False)
     return render(
         request,
         "search/results.html",
@@ -45,7 +45,7 @@ async def search_page(request: Request, db: NamedDependency[AsyncSession]) -> ob
         material_labels=catalog.MATERIAL_LABELS,
         cart_ids=set(ids_in(request.session)),
         raw=raw,
-        favourite_ids=favourite_ids,
+        favourite_ids={hit.id for hit in results.hits if hit.favourite},
         alert_search=alerts.search_query_string(params),
     )
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from app.i18n import N_
 from app.models import MATERIAL_TYPES, Bib, Branch, Hold, Item, Loan, Series
-from app.reads import Read, dialect_name, one_transaction, sql_rows
+from app.reads import Read, dialect_name, one_transaction, planned_each_run, sql_rows
 from app.services.search_text import (
     bigram_text,
     char_text,
@@ -138,6 +138,7 @@ class SearchHit:
     loanable: bool
     series_volume: int | None
     availability: Availability
+    favourite: bool = False  # among the patron's favourites (searched for a patron)
 
 
 @dataclass(frozen=True)
@@ -462,10 +463,11 @@ class KeyQuery:
 
     base: str  # every matching key, unordered
     newest: str  # a page of keys, newest first (:limit, :offset)
-    relevance: str  # a page of keys, best first (:limit, :offset)
+    relevance: str  # a page of keys, best first (:limit, :offset), with its rank as r where it has one
     binds: dict[str, object]
     has_terms: bool
     walked: str = ""  # PostgreSQL, long phrases: `base` over only the newest {rows} keys (_walk_count)
+    ranked_by: str = "k DESC"  # the order of `relevance`, by its columns (k, r), for a query around it
 
 
 # A phrase of three bigrams or more (Japanese of four characters or more, a kana reading): PostgreSQL
@@ -497,14 +499,15 @@ def key_query(params: SearchParams, dialect: str = "sqlite") -> KeyQuery | None:
             return KeyQuery(
                 base,
                 f"{base} ORDER BY key DESC LIMIT :limit OFFSET :offset",
-                f"{base} ORDER BY ts_rank('{_PG_RANK_WEIGHTS}', doc, CAST(:rank AS tsquery)) DESC, key DESC "
-                "LIMIT :limit OFFSET :offset",
+                f"SELECT key AS k, ts_rank('{_PG_RANK_WEIGHTS}', doc, CAST(:rank AS tsquery)) AS r "
+                f"FROM bib_search WHERE {where} ORDER BY r DESC, k DESC LIMIT :limit OFFSET :offset",
                 binds,
                 True,
                 "SELECT key AS k FROM (SELECT key, doc FROM bib_search ORDER BY key DESC LIMIT {rows}) "
                 f"AS bib_search WHERE {where}"
                 if _LONG_PHRASE.search(match)
                 else "",
+                "r DESC, k DESC",
             )
         clauses, binds = _filters(params, "rowid")
         where = " AND ".join(["bib_fts MATCH :match", *clauses])
@@ -515,11 +518,11 @@ def key_query(params: SearchParams, dialect: str = "sqlite") -> KeyQuery | None:
         return KeyQuery(
             base,
             f"{base} ORDER BY rowid DESC LIMIT :limit OFFSET :offset",
-            "SELECT rowid AS k FROM bib_fts "
-            f"WHERE {where} ORDER BY bm25(bib_fts, 10.0, 5.0, 1.0, 2.0, 0.5), rowid DESC "
-            "LIMIT :limit OFFSET :offset",
+            "SELECT rowid AS k, bm25(bib_fts, 10.0, 5.0, 1.0, 2.0, 0.5) AS r FROM bib_fts "
+            f"WHERE {where} ORDER BY r, k DESC LIMIT :limit OFFSET :offset",
             binds,
             True,
+            ranked_by="r, k DESC",
         )
     clauses, binds = _filters(params, "k")
     inner = "SELECT ((CAST(coalesce(pub_year, 0) AS BIGINT) << 32) | id) AS k FROM bibs"
@@ -528,10 +531,8 @@ def key_query(params: SearchParams, dialect: str = "sqlite") -> KeyQuery | None:
     return KeyQuery(base, newest, newest, binds, False)
 
 
-_PG_CUSTOM_PLANS = {"plan_cache_mode": "force_custom_plan"}
-_PG_WALK_KEYS = (
-    "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)"
-)
+# Many matches on PostgreSQL: walk the key index (see _page).
+_PG_WALK_HINTS = {"enable_bitmapscan": "off", "enable_seqscan": "off"}
 _PG_USUAL_PLANS = (
     "SELECT set_config('plan_cache_mode', 'auto', true), set_config('enable_bitmapscan', 'on', true), "
     "set_config('enable_seqscan', 'on', true)"
@@ -592,8 +593,9 @@ async def _recent_count(session: AsyncSession, query: KeyQuery) -> int | None:
     return counted if counted > COUNT_CAP else None
 
 
-async def search(session: AsyncSession, params: SearchParams) -> SearchPage:
-    """One page of results with availability; the only entry point pages use."""
+async def search(session: AsyncSession, params: SearchParams, patron_id: int | None = None) -> SearchPage:
+    """One page of results with availability (and, for a patron, which are among their
+    favourites); the only entry point pages use."""
     if params.is_empty:
         return SearchPage(params, [], 0, False)
     dialect = dialect_name(session)
@@ -601,51 +603,83 @@ async def search(session: AsyncSession, params: SearchParams) -> SearchPage:
     if query is None:
         return SearchPage(params, [], 0, False)
     postgres = dialect == "postgresql"
-    # On PostgreSQL, plan the count and the page's keys for this query's words: asyncpg prepares
-    # them, and after five runs PostgreSQL may keep one generic plan, which cannot tell a word in
-    # one title in eight (a seq scan stops after 1 001 matches: 4 ms) from a rare one (the GIN
-    # index: 0.4 ms), and took the index for both (45 ms for the first). Planning anew costs ~0.2 ms.
-    async with one_transaction(session, _PG_CUSTOM_PLANS if postgres else None) as hints_end_here:
-        counted, keys, broad = await _keys(session, params, query, postgres)
-    if postgres and not hints_end_here:  # a session's transaction goes on: the hits plan as usual
-        await sql_rows(session, _PG_USUAL_PLANS)
-    hits = await _hits(session, [int(k) & LOW32 for k in keys])
+    # On PostgreSQL, plan the count and the page's keys for this query's words: one generic plan
+    # cannot tell a word in one title in eight (a seq scan stops after 1 001 matches: 4 ms) from a
+    # rare one (the GIN index: 0.4 ms), and took the index for both (45 ms for the first). Planning
+    # anew costs ~0.2 ms.
+    async with planned_each_run(session) as hints_end_here:
+        counted, broad, found = await _page(session, params, query, postgres, patron_id)
+    if postgres:
+        if not hints_end_here:  # a session's transaction goes on: what follows plans as usual
+            await sql_rows(session, _PG_USUAL_PLANS)
+        # The titles by their keys, in a statement of its own, planned once: planned with the
+        # keys' statement at every run it cost more (~0.4 ms) than the round trip it saved.
+        if found:
+            by_keys: dict[str, Any] = {"keys": [row.k for row in found]}
+            if patron_id is not None:
+                by_keys["patron"] = patron_id
+            found = await sql_rows(session, _hits_sql(True, _BY_KEYS, "page.pos", patron_id), by_keys)
     return SearchPage(
         params,
-        hits,
+        [_hit(row) for row in found],
         min(counted, COUNT_CAP),
         counted > COUNT_CAP,
         newest_instead=params.sort == "relevance" and broad and query.has_terms,
     )
 
 
-async def _keys(
-    session: AsyncSession, params: SearchParams, query: KeyQuery, postgres: bool
-) -> tuple[int, list[int], bool]:
-    """The matches counted (to COUNT_CAP + 1), the page's keys, and whether the matches are many."""
-    offset = (params.page - 1) * PAGE_SIZE
+async def _page(
+    session: AsyncSession, params: SearchParams, query: KeyQuery, postgres: bool, patron_id: int | None
+) -> tuple[int, bool, list[Any]]:
+    """The matches counted (to COUNT_CAP + 1), whether they are many, and the page: on SQLite its
+    rows (_HITS_SQL) in order, on PostgreSQL its keys (k) in order."""
     binds = query.binds
     counted = await _walk_count(session, query) if query.walked else None
     if counted is None:
         count_sql = f"SELECT count(*) AS n FROM ({query.base} LIMIT {COUNT_CAP + 1}) AS capped"
         counted = (await sql_rows(session, count_sql, binds))[0].n
     broad = counted > RANK_CANDIDATES
-    page_sql = query.relevance if params.sort == "relevance" and not broad else query.newest
-    if postgres and broad:
+    if params.sort == "relevance" and not broad:
+        keys, order = query.relevance, query.ranked_by
+    else:
+        keys, order = query.newest, "k DESC"
+    values = {**binds, "limit": PAGE_SIZE, "offset": (params.page - 1) * PAGE_SIZE}
+    if postgres:
+        if not broad:
+            return counted, broad, await sql_rows(session, keys, values)
         # Many matches: walking the key index from the newest title and testing each row finds a page
         # after a few hundred rows, where a bitmap scan would recheck every match (a kana phrase at
         # 1 M titles: 1.2 s → 2 ms) and a seq scan would test every row before sorting. PostgreSQL
         # cannot estimate a phrase's selectivity (it took a common reading for a rare one), so it
         # is told.
-        await sql_rows(session, _PG_WALK_KEYS)
-    page = await sql_rows(session, page_sql, {**binds, "limit": PAGE_SIZE, "offset": offset})
-    return counted, [row[0] for row in page], broad
+        async with one_transaction(session, _PG_WALK_HINTS):
+            return counted, broad, await sql_rows(session, keys, values)
+    if patron_id is not None:
+        values["patron"] = patron_id
+    order = ", ".join(f"page.{term}" for term in order.split(", "))
+    page_sql = _hits_sql(False, f"({keys}) AS page", order, patron_id)
+    return counted, broad, await sql_rows(session, page_sql, values)
 
 
-# The four counts of a title's copies come from one look at its items, packed into one integer
-# (16 bits each, capped so none spills into the next) and unpacked in _hits: four correlated
-# subqueries walked the title's items four times (the hits statement cost 1.0 M instructions a
-# page of 20, this one ~0.78 M; bench/instructions.py, measured on SQLite).
+def _hits_sql(postgres: bool, page: str, order: str, patron_id: int | None) -> str:
+    return _HITS_SQL.format(
+        least="least" if postgres else "min",
+        favourite=_FAVOURITE if patron_id is not None else "",
+        page=page,
+        low32=LOW32,
+        order=order,
+    )
+
+
+# A page's titles with their availability, by a page of keys (k, and r where ranked) in its order.
+# On SQLite the keys come from the search's own statement (`newest` or `relevance`) inside this
+# one: one statement where the keys and then the titles by a list of ids were two (~10 % less SQL
+# work). On PostgreSQL they are the keys' statement's answer, as an array (_BY_KEYS). For a patron,
+# the `favourite` column says which are among their favourites (a statement of its own before).
+# The four counts of a title's copies come from one look at its items, packed into one integer (16
+# bits each, capped so none spills into the next) and unpacked in _hit: four correlated subqueries
+# walked the title's items four times (the statement cost 1.0 M instructions a page of 20, this one
+# ~0.78 M; bench/instructions.py, measured on SQLite).
 _HITS_SQL = """
 SELECT b.id, b.title, b.authors, b.publisher, b.pub_year, b.material_type, b.loanable, b.series_volume,
   (SELECT {least}(count(*), 65535)
@@ -654,47 +688,33 @@ SELECT b.id, b.title, b.authors, b.publisher, b.pub_year, b.material_type, b.loa
       | ({least}(count(DISTINCT coalesce(i.location_branch_id, i.branch_id))
                  FILTER (WHERE i.loanable AND i.status = 'on_shelf'), 32767) << 48)
      FROM items i WHERE i.bib_id = b.id) AS copies,
-  (SELECT count(*) FROM holds h WHERE h.bib_id = b.id AND h.status = 'waiting') AS waiting
-FROM bibs b WHERE b.id IN ({ids})
+  (SELECT count(*) FROM holds h WHERE h.bib_id = b.id AND h.status = 'waiting') AS waiting{favourite}
+FROM {page} JOIN bibs b ON b.id = (page.k & {low32})
+ORDER BY {order}
 """
-# One text per database and number of ids (a page has at most PAGE_SIZE), so each is compiled once.
-_HITS_BY_COUNT = {
-    dialect: [
-        _HITS_SQL.format(least=least, ids=", ".join(f":i{n}" for n in range(count)))
-        for count in range(PAGE_SIZE + 1)
-    ]
-    for dialect, least in (("sqlite", "min"), ("postgresql", "least"))
-}
+# PostgreSQL: the page's keys as one array value, in their order.
+_BY_KEYS = "unnest(CAST(:keys AS BIGINT[])) WITH ORDINALITY AS page(k, pos)"
+_FAVOURITE = (
+    ",\n  EXISTS (SELECT 1 FROM favourites f WHERE f.patron_id = :patron AND f.bib_id = b.id) AS favourite"
+)
 
 
-async def _hits(session: AsyncSession, ids: list[int]) -> list[SearchHit]:
-    """The page's bibs with their availability, in the order given: one statement."""
-    if not ids:
-        return []
-    ids = ids[:PAGE_SIZE]
-    texts = _HITS_BY_COUNT[dialect_name(session)]
-    rows = await sql_rows(session, texts[len(ids)], {f"i{n}": int(i) for n, i in enumerate(ids)})
-    by_id = {
-        r.id: SearchHit(
-            r.id,
-            r.title,
-            r.authors,
-            r.publisher,
-            r.pub_year,
-            r.material_type,
-            bool(r.loanable),
-            r.series_volume,
-            Availability(
-                r.copies & 0xFFFF,
-                (r.copies >> 16) & 0xFFFF,
-                (r.copies >> 32) & 0xFFFF,
-                r.copies >> 48,
-                r.waiting,
-            ),
-        )
-        for r in rows
-    }
-    return [by_id[i] for i in ids if i in by_id]
+def _hit(r: Any) -> SearchHit:
+    copies = r.copies
+    return SearchHit(
+        r.id,
+        r.title,
+        r.authors,
+        r.publisher,
+        r.pub_year,
+        r.material_type,
+        bool(r.loanable),
+        r.series_volume,
+        Availability(
+            copies & 0xFFFF, (copies >> 16) & 0xFFFF, (copies >> 32) & 0xFFFF, copies >> 48, r.waiting
+        ),
+        bool(getattr(r, "favourite", False)),
+    )
 
 
 # ---------------------------------------------------------------- detail

@@ -245,14 +245,6 @@ async def is_favourite(session: AsyncSession, patron_id: int, bib_id: int) -> bo
     return found is not None
 
 
-_FAVOURITE_BIBS = Read(lambda: select(Favourite.bib_id).where(Favourite.patron_id == bindparam("patron")))
-
-
-async def favourite_ids(session: AsyncSession, patron_id: int, bib_ids: Sequence[int]) -> set[int]:
-    """Which of `bib_ids` the patron has marked (all their marks are read: one indexed statement)."""
-    return {row.bib_id for row in await _FAVOURITE_BIBS.all(session, patron=patron_id)} & set(bib_ids)
-
-
 async def favourites(session: AsyncSession, patron_id: int) -> list[tuple[int, str, str]]:
     rows = await session.execute(
         select(Bib.id, Bib.title, Bib.authors)

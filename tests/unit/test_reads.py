@@ -282,6 +282,8 @@ async def test_postgresql_reader_reconnects_after_the_server_drops_its_connectio
     count = Read(lambda: select(func.count(Bib.id)))
     async with _reader(database_url) as (engine, info), make_sessionmaker(engine, info=info)() as reader:
         before = await count.scalar(reader)
+        async with reads.planned_each_run(reader):  # a connection of the planned reader's pool too
+            assert await count.scalar(reader) == before
         async with engine.connect() as admin:  # as a server restart or an idle timeout would
             dropped = await admin.scalar(
                 text(
@@ -289,8 +291,54 @@ async def test_postgresql_reader_reconnects_after_the_server_drops_its_connectio
                     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
             )
-        assert dropped >= 1
+        assert dropped >= 2
         assert await count.scalar(reader) == before > 0
+        async with reads.planned_each_run(reader):
+            assert await count.scalar(reader) == before
+            async with reads.one_transaction(reader, {"enable_seqscan": "off"}):
+                assert await count.scalar(reader) == before
+
+
+async def test_planned_each_run_plans_for_the_values_without_a_transaction(
+    database_url: str, db: AsyncSession
+) -> None:
+    """reads.planned_each_run (the search's statements): on PostgreSQL's reader each statement
+    runs in autocommit on a connection that plans it anew at every run (no BEGIN and COMMIT round
+    trips); a transaction begun inside (the search's walk hints) runs there with its settings, which
+    end with it; the reader's other connections plan as usual. On a session the setting is made in
+    its transaction. On SQLite nothing changes."""
+    mode = "SELECT current_setting('plan_cache_mode') AS mode, current_setting('enable_seqscan') AS seqscan"
+
+    async def one_transaction_each(reader: AsyncSession) -> bool:
+        """Whether two statements run in two transactions (now() is the transaction's start)."""
+        first, second = [(await reads.sql_rows(reader, "SELECT now() AS t"))[0].t for _ in "ab"]
+        return bool(first != second)
+
+    count = Read(lambda: select(func.count(Bib.id)))
+    async with _reader(database_url) as (engine, info):
+        async with make_sessionmaker(engine, info=info)() as reader:
+            titles = await count.scalar(reader)
+            async with reads.planned_each_run(reader) as ends_here:
+                assert ends_here is (BACKEND == "postgresql")
+                assert await count.scalar(reader) == titles > 0
+                if BACKEND == "postgresql":
+                    assert tuple((await reads.sql_rows(reader, mode))[0]) == ("force_custom_plan", "on")
+                    assert await one_transaction_each(reader)
+                    async with reads.one_transaction(reader, {"enable_seqscan": "off"}) as inner_ends_here:
+                        assert inner_ends_here is True
+                        assert tuple((await reads.sql_rows(reader, mode))[0]) == ("force_custom_plan", "off")
+                        assert not await one_transaction_each(reader)
+                    assert tuple((await reads.sql_rows(reader, mode))[0]) == ("force_custom_plan", "on")
+            if BACKEND == "postgresql":
+                assert (await reads.sql_rows(reader, mode))[0].mode == "auto"
+            assert reader.sync_session.get_transaction() is None  # no session was opened for any of it
+        async with reads.planned_each_run(db) as ends_here:  # a session: its own transaction
+            assert ends_here is False
+            assert await count.scalar(db) == titles
+        if BACKEND == "postgresql":
+            assert (await reads.sql_rows(db, mode))[0].mode == "force_custom_plan"  # until it ends
+            await db.rollback()
+            assert (await reads.sql_rows(db, mode))[0].mode == "auto"
 
 
 async def test_one_transaction_pins_a_connection_for_transaction_local_settings(

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Bib, Branch, Hold, Item, Patron
+from app.models import Bib, Branch, Favourite, Hold, Item, Patron
 from app.services import catalog
 from app.services.search_text import bigram_text, normalize, term_expression
 from tests.support import sync_engine
@@ -135,6 +135,40 @@ async def test_availability_sentences(db: AsyncSession) -> None:
     hit = page.hits[0]
     # Two copies: one on loan to Hanako, one on the shelf; Sato waits.
     assert (hit.availability.items, hit.availability.on_shelf, hit.availability.waiting) == (2, 1, 1)
+
+
+async def test_relevance_ranks_a_title_match_above_a_subject_match(db: AsyncSession) -> None:
+    """Relevance weighs where a word is found (title over subject) on both databases; newest
+    orders the same matches by year. The titles and their availability come with the page's keys
+    in one statement, in the keys' order."""
+    db.add(Bib(title="灯台守の日記", pub_year=1990))
+    db.add(Bib(title="海辺の暮らし", subjects="灯台守 / 海岸", pub_year=2020))
+    await db.commit()
+    ids = (await db.scalars(select(Bib.id).where(Bib.pub_year.in_((1990, 2020))))).all()
+    await catalog.reindex_bibs(db, list(ids))
+    await db.commit()
+    assert await _titles(db, q="灯台守") == ["灯台守の日記", "海辺の暮らし"]
+    assert await _titles(db, q="灯台守", sort="newest") == ["海辺の暮らし", "灯台守の日記"]
+
+
+async def test_the_favourite_marks_on_a_page_are_the_searching_patrons_own(db: AsyncSession) -> None:
+    """Searched for a patron, each title says whether it is among that patron's favourites:
+    another patron's marks never show, and a search without a patron marks nothing."""
+    hanako, other = (await db.scalars(select(Patron.id).order_by(Patron.id).limit(2))).all()
+    kokoro = await db.scalar(select(Bib.id).where(Bib.title == "こころ"))
+    db.add(Favourite(patron_id=other, bib_id=kokoro))
+    await db.commit()
+    params = catalog.parse_params({"q": "漱石"}, [])
+
+    async def marked(patron_id: int | None) -> set[int]:
+        return {hit.id for hit in (await catalog.search(db, params, patron_id)).hits if hit.favourite}
+
+    assert kokoro in {hit.id for hit in (await catalog.search(db, params, hanako)).hits}
+    assert await marked(hanako) == set() and await marked(None) == set()
+    assert await marked(other) == {kokoro}
+    db.add(Favourite(patron_id=hanako, bib_id=kokoro))
+    await db.commit()
+    assert await marked(hanako) == {kokoro}
 
 
 async def test_availability_counts_every_kind_of_copy(db: AsyncSession) -> None:
