@@ -106,12 +106,17 @@ def make_database(directory: Path, size: int, backend: str = "sqlite") -> str:
 
 
 async def measure(url: str, size: int, queries: int, seed: int = 0, backend: str = "sqlite") -> list[Result]:
-    """p50/p95 of catalog.search() per query kind and sort, a new session per call as a request has."""
-    from app import db
+    """p50/p95 of catalog.search() per query kind and sort, a new session per call as a request has,
+    reading as the search page does: SQLite's inline reads, PostgreSQL's reader (app/reads.PgReader,
+    with its pool planned per run for the count and the keys)."""
+    from app import db, reads
     from app.services import catalog
 
     engine = db.make_engine(url, inline_reads=backend == "sqlite")
-    sessions = db.make_sessionmaker(engine)
+    info: dict[str, object] = {}
+    if backend == "postgresql":
+        info = await reads.pg_reader(url, engine.dialect, server_settings=db.pg_server_settings(10.0))
+    sessions = db.make_sessionmaker(engine, info=info or None)
     results: list[Result] = []
     try:
         for kind, texts in query_sets().items():
@@ -144,6 +149,7 @@ async def measure(url: str, size: int, queries: int, seed: int = 0, backend: str
                     )
                 )
     finally:
+        await reads.close_shared_reader(info)
         await engine.dispose()
     return results
 

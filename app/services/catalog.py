@@ -673,9 +673,10 @@ def _hits_sql(postgres: bool, page: str, order: str, patron_id: int | None) -> s
 
 # A page's titles with their availability, by a page of keys (k, and r where ranked) in its order.
 # On SQLite the keys come from the search's own statement (`newest` or `relevance`) inside this
-# one: one statement where the keys and then the titles by a list of ids were two (~10 % less SQL
-# work). On PostgreSQL they are the keys' statement's answer, as an array (_BY_KEYS). For a patron,
-# the `favourite` column says which are among their favourites (a statement of its own before).
+# one: one statement where the keys and then the titles by a list of ids were two (the SQL ~10 %
+# quicker, the page ~1 % fewer instructions). On PostgreSQL they are the keys' statement's answer,
+# as an array (_BY_KEYS). For a patron, the `favourite` column says which are among their
+# favourites (a statement of its own before).
 # The four counts of a title's copies come from one look at its items, packed into one integer (16
 # bits each, capped so none spills into the next) and unpacked in _hit: four correlated subqueries
 # walked the title's items four times (the statement cost 1.0 M instructions a page of 20, this one
