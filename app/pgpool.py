@@ -13,13 +13,15 @@ What is kept from asyncpg's pool: at most `max_size` connections, opened on firs
 given server settings and `init`; a task waits in line when all are busy; `expire_connections()`
 retires every connection (a server that dropped one has dropped them all: PgReader calls it and
 runs the statement again); a connection that saw anything but an answer from the server (a lost
-connection, a cancelled task mid-statement) is closed, not given to the next. Idle connections
-stay open: a server that ends them (an idle timeout) is handled as a lost connection.
+connection, a cancelled task mid-statement) is closed, not given to the next; a connection idle
+for five minutes is closed as the load falls. A server that ends a connection (an idle timeout)
+is handled as a lost connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,10 +29,12 @@ from typing import Any
 
 class LeanPool:
     __slots__ = (
+        "_closers",
         "_closing",
         "_dsn",
         "_generation",
         "_idle",
+        "_idle_lifetime",
         "_init",
         "_max",
         "_open",
@@ -46,12 +50,16 @@ class LeanPool:
         max_size: int,
         server_settings: dict[str, str],
         init: Callable[[Any], Awaitable[None]] | None = None,
+        idle_lifetime: float = 300.0,
     ) -> None:
         self._dsn = dsn
         self._max = max_size
         self._settings = server_settings
         self._init = init
-        self._idle: list[Any] = []
+        # Idle connections with when each came back, the most recent last (taken first).
+        self._idle: list[tuple[Any, float]] = []
+        self._idle_lifetime = idle_lifetime
+        self._closers: set[asyncio.Task[None]] = set()
         # Connections open, in use or idle, and the generation each was opened in.
         self._open: dict[Any, int] = {}
         self._generation = 0
@@ -72,7 +80,7 @@ class LeanPool:
             raise asyncpg.InterfaceError("the pool is closing")
         idle = self._idle
         while idle:
-            connection = idle.pop()
+            connection = idle.pop()[0]
             if not connection.is_closed():
                 return connection
             self._open.pop(connection, None)
@@ -132,8 +140,28 @@ class LeanPool:
             if not waiter.done():
                 waiter.set_result(connection)
                 return
-        if connection is not None:
-            self._idle.append(connection)
+        if connection is None:
+            return
+        idle = self._idle
+        now = time.monotonic()
+        idle.append((connection, now))
+        # As the load falls, the connections it no longer needs sit at the bottom unused: one idle
+        # for longer than idle_lifetime is closed (as asyncpg's pool does), one each time a
+        # connection comes back. A process that serves nothing at all keeps what it has.
+        oldest, since = idle[0]
+        if len(idle) > 1 and now - since > self._idle_lifetime:
+            del idle[0]
+            self._open.pop(oldest, None)
+            closer = asyncio.get_running_loop().create_task(self._close_quietly(oldest))
+            self._closers.add(closer)
+            closer.add_done_callback(self._closers.discard)
+
+    @staticmethod
+    async def _close_quietly(connection: Any) -> None:
+        try:
+            await asyncio.wait_for(connection.close(), 5)
+        except Exception:  # a connection the server already ended, or too slow to say goodbye
+            connection.terminate()
 
     async def fetch(self, sql: str, *values: Any) -> list[Any]:
         """One statement on a connection of the pool: its rows."""
@@ -155,7 +183,7 @@ class LeanPool:
         """Retire every connection: the idle ones now, those in use when they come back."""
         self._generation += 1
         idle, self._idle = self._idle, []
-        for connection in idle:
+        for connection, _ in idle:
             self._open.pop(connection, None)
             connection.terminate()
             self._hand_on(None)
@@ -163,12 +191,9 @@ class LeanPool:
     async def close(self) -> None:
         self._closing = True
         idle, self._idle = self._idle, []
-        for connection in idle:
+        for connection, _ in idle:
             self._open.pop(connection, None)
-            try:
-                await asyncio.wait_for(connection.close(), 5)
-            except Exception:  # a connection the server already ended, or too slow to say goodbye
-                connection.terminate()
+            await self._close_quietly(connection)
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():

@@ -120,3 +120,17 @@ async def test_a_failed_connect_frees_its_slot() -> None:
         assert pool.size == 0
     finally:
         await pool.close()
+
+
+async def test_connections_the_load_no_longer_needs_are_closed() -> None:
+    pool = LeanPool(POSTGRES_URL, max_size=3, server_settings={}, idle_lifetime=0.3)
+    try:
+        await asyncio.gather(*[pool.fetch("SELECT pg_sleep(0.1)") for _ in "abc"])
+        assert pool.size == 3
+        await asyncio.sleep(0.5)
+        for _ in "abc":  # one at a time now: one connection is enough
+            await _pid(pool)
+        await asyncio.sleep(0.1)
+        assert pool.size == 1
+    finally:
+        await pool.close()
