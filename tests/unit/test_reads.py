@@ -3,7 +3,7 @@
 import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -299,6 +299,20 @@ async def test_postgresql_reader_reconnects_after_the_server_drops_its_connectio
                 assert await count.scalar(reader) == before
 
 
+async def _set_in_the_session_until_it_ends(
+    db: AsyncSession, block: AbstractAsyncContextManager[bool], count: Read, titles: int, mode: str
+) -> None:
+    """On a session (not the reader) the block's plan_cache_mode is set in the session's own
+    transaction: it does not end with the block, but with the transaction."""
+    async with block as ends_here:
+        assert ends_here is False
+        assert await count.scalar(db) == titles
+    if BACKEND == "postgresql":
+        assert (await reads.sql_rows(db, mode))[0].mode == "force_custom_plan"  # until it ends
+        await db.rollback()
+        assert (await reads.sql_rows(db, mode))[0].mode == "auto"
+
+
 async def test_planned_each_run_plans_for_the_values_without_a_transaction(
     database_url: str, db: AsyncSession
 ) -> None:
@@ -332,13 +346,7 @@ async def test_planned_each_run_plans_for_the_values_without_a_transaction(
             if BACKEND == "postgresql":
                 assert (await reads.sql_rows(reader, mode))[0].mode == "auto"
             assert reader.sync_session.get_transaction() is None  # no session was opened for any of it
-        async with reads.planned_each_run(db) as ends_here:  # a session: its own transaction
-            assert ends_here is False
-            assert await count.scalar(db) == titles
-        if BACKEND == "postgresql":
-            assert (await reads.sql_rows(db, mode))[0].mode == "force_custom_plan"  # until it ends
-            await db.rollback()
-            assert (await reads.sql_rows(db, mode))[0].mode == "auto"
+        await _set_in_the_session_until_it_ends(db, reads.planned_each_run(db), count, titles, mode)
 
 
 async def test_one_transaction_pins_a_connection_for_transaction_local_settings(
@@ -378,13 +386,7 @@ async def test_one_transaction_pins_a_connection_for_transaction_local_settings(
                     raise ZeroDivisionError
             assert await count.scalar(reader) == titles  # rolled back, the connection back in the pool
             assert reader.sync_session.get_transaction() is None  # no session was opened for any of it
-        async with reads.one_transaction(db, hints) as ends_here:  # a session: its own transaction
-            assert ends_here is False
-            assert await count.scalar(db) == titles
-        if BACKEND == "postgresql":
-            assert (await reads.sql_rows(db, mode))[0].mode == "force_custom_plan"  # until it ends
-            await db.rollback()
-            assert (await reads.sql_rows(db, mode))[0].mode == "auto"
+        await _set_in_the_session_until_it_ends(db, reads.one_transaction(db, hints), count, titles, mode)
 
 
 async def test_search_through_the_get_pages_reader_finds_what_a_session_finds(
