@@ -22,8 +22,8 @@ import datetime as dt
 import json
 import sqlite3
 from collections import namedtuple
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from operator import itemgetter
@@ -339,37 +339,27 @@ class PgReader:
         pool = self._pool
         for attempt in (1, 2):
             connection = await pool.acquire()
+            reusable = False  # until it has ended its transaction: then it may serve another
             try:
-                await connection.execute(begin)  # the simple protocol: several statements at once
-            except self._lost:
-                pool.release(connection, reusable=False)
-                if attempt == 2:
-                    raise
-                await pool.expire_connections()  # as in fetch(): then try once more
-                continue
-            except BaseException:
-                pool.release(connection, reusable=False)
-                raise
-            try:
-                yield connection
-            except BaseException:
                 try:
-                    await connection.execute("ROLLBACK")
-                except self._lost:  # a lost connection has nothing to roll back
-                    pool.release(connection, reusable=False)
+                    await connection.execute(begin)  # the simple protocol: several statements at once
+                except self._lost:
+                    if attempt == 2:
+                        raise
+                    await pool.expire_connections()  # as in fetch(): then try once more
+                    continue
+                try:
+                    yield connection
                 except BaseException:
-                    pool.release(connection, reusable=False)
+                    with suppress(*self._lost):  # a lost connection has nothing to roll back
+                        await connection.execute("ROLLBACK")
+                        reusable = True
                     raise
-                else:
-                    pool.release(connection)
-                raise
-            try:
                 await connection.execute("COMMIT")
-            except BaseException:
-                pool.release(connection, reusable=False)
-                raise
-            pool.release(connection)
-            return
+                reusable = True
+                return
+            finally:
+                pool.release(connection, reusable=reusable)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -378,6 +368,22 @@ class PgReader:
 
 
 _PINNED: ContextVar[tuple[Any, Any, Dialect] | None] = ContextVar("reads_pinned", default=None)
+
+
+def _current(shared: Any) -> Any:
+    """What this task's reads through `shared` (a session's reader) run on: the connection or
+    reader pinned by one_transaction / planned_each_run, else the reader itself."""
+    pinned = _PINNED.get()
+    return pinned[1] if pinned is not None and pinned[0] is shared else shared[0]
+
+
+@contextmanager
+def _pinned(shared: Any, driver: Any) -> Iterator[None]:
+    token = _PINNED.set((shared, driver, shared[1]))
+    try:
+        yield
+    finally:
+        _PINNED.reset(token)
 
 
 @asynccontextmanager
@@ -393,15 +399,11 @@ async def one_transaction(
     reader, a statement per connection otherwise)."""
     shared: Any = session.info.get(_SHARED_KEY)
     reader = shared is not None and isinstance(shared[0], PgReader)
-    pinned = _PINNED.get()
-    current = pinned[1] if reader and pinned is not None and pinned[0] is shared else shared and shared[0]
-    if reader and isinstance(current, PgReader):  # statements in autocommit: a transaction begins here
+    current = _current(shared) if reader else None
+    if isinstance(current, PgReader):  # statements in autocommit: a transaction begins here
         async with current.transaction(settings) as connection:
-            token = _PINNED.set((shared, connection, shared[1]))
-            try:
+            with _pinned(shared, connection):
                 yield True
-            finally:
-                _PINNED.reset(token)
         return
     if settings and dialect_name(session) == "postgresql":
         pairs = ", ".join(f"set_config('{name}', '{value}', true)" for name, value in settings.items())
@@ -429,25 +431,13 @@ async def planned_each_run(session: AsyncSession) -> AsyncIterator[bool]:
     with that setting. `one_transaction` inside begins a transaction there, on one of those
     connections. Gives True where the setting ends with the block."""
     shared: Any = session.info.get(_SHARED_KEY)
-    pinned = _PINNED.get()
-    if (
-        shared is not None
-        and isinstance(shared[0], PgReader)
-        and shared[0].planned is not shared[0]
-        and (pinned is None or pinned[0] is not shared)
-    ):
-        token = _PINNED.set((shared, shared[0].planned, shared[1]))
-        try:
+    reader = shared[0] if shared is not None and isinstance(shared[0], PgReader) else None
+    if reader is not None and reader.planned is not reader and _current(shared) is reader:
+        with _pinned(shared, reader.planned):
             yield True
-        finally:
-            _PINNED.reset(token)
         return
     async with one_transaction(session, CUSTOM_PLANS) as ends_here:
         yield ends_here
-
-
-async def _no_reset(connection: Any) -> None:
-    return None
 
 
 async def _json_codecs(connection: Any) -> None:
@@ -500,10 +490,7 @@ async def _driver(session: AsyncSession) -> tuple[Any, Dialect]:
     per transaction: after a commit the session may hand out another pooled connection."""
     shared = session.info.get(_SHARED_KEY)
     if shared is not None:
-        pinned = _PINNED.get()
-        if pinned is not None and pinned[0] is shared:  # inside one_transaction()
-            return pinned[1], pinned[2]
-        return shared  # type: ignore[no-any-return]
+        return _current(shared), shared[1]
     transaction = session.sync_session.get_transaction()
     cached = session.info.get(_DRIVER_KEY)
     if cached is not None and transaction is not None and cached[0] is transaction:

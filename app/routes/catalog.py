@@ -45,7 +45,6 @@ async def search_page(request: Request, db: NamedDependency[AsyncSession]) -> ob
         material_labels=catalog.MATERIAL_LABELS,
         cart_ids=set(ids_in(request.session)),
         raw=raw,
-        favourite_ids={hit.id for hit in results.hits if hit.favourite},
         alert_search=alerts.search_query_string(params),
     )
 

@@ -16,6 +16,7 @@ import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, select, text
@@ -467,7 +468,7 @@ class KeyQuery:
     binds: dict[str, object]
     has_terms: bool
     walked: str = ""  # PostgreSQL, long phrases: `base` over only the newest {rows} keys (_walk_count)
-    ranked_by: str = "k DESC"  # the order of `relevance`, by its columns (k, r), for a query around it
+    ranked_by: str = "k DESC"  # the order of `relevance` by its columns (k, r), for a query around it
 
 
 # A phrase of three bigrams or more (Japanese of four characters or more, a kana reading): PostgreSQL
@@ -632,7 +633,7 @@ async def search(session: AsyncSession, params: SearchParams, patron_id: int | N
             by_keys: dict[str, Any] = {"keys": [row.k for row in found]}
             if patron_id is not None:
                 by_keys["patron"] = patron_id
-            found = await sql_rows(session, _hits_sql(True, _BY_KEYS, "page.pos", patron_id), by_keys)
+            found = await sql_rows(session, _hits_sql(True, _BY_KEYS, "pos", patron_id is not None), by_keys)
     return SearchPage(
         params,
         [_hit(row) for row in found],
@@ -669,15 +670,17 @@ async def _page(
             return counted, broad, await sql_rows(session, keys, values)
     if patron_id is not None:
         values["patron"] = patron_id
-    order = ", ".join(f"page.{term}" for term in order.split(", "))
-    page_sql = _hits_sql(False, f"({keys}) AS page", order, patron_id)
+    page_sql = _hits_sql(False, f"({keys}) AS page", order, patron_id is not None)
     return counted, broad, await sql_rows(session, page_sql, values)
 
 
-def _hits_sql(postgres: bool, page: str, order: str, patron_id: int | None) -> str:
+@lru_cache(maxsize=256)  # a bounded set of shapes; the same text object keeps its hash for sql_rows
+def _hits_sql(postgres: bool, page: str, order: str, favourite: bool) -> str:
+    """_HITS_SQL around `page` (a source of keys k, and r where ranked), in `order` of its columns
+    (no title column is named k, r or pos)."""
     return _HITS_SQL.format(
         least="least" if postgres else "min",
-        favourite=_FAVOURITE if patron_id is not None else "",
+        favourite=_FAVOURITE if favourite else "",
         page=page,
         low32=LOW32,
         order=order,
