@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -58,13 +59,48 @@ def make_engine(
             cur.close()
 
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=10,
         max_overflow=10,
-        pool_pre_ping=True,
         connect_args={"server_settings": pg_server_settings(lock_timeout)},
     )
+    ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection used again within this many seconds is handed out without a ping: HikariCP's
+# aliveBypassWindow (500 ms there too). pool_pre_ping pinged at every checkout, and SQLAlchemy's
+# asyncpg ping is three round trips (BEGIN, an empty statement, ROLLBACK: for pgbouncer) before a
+# writing request's first statement. Under load every connection comes back within milliseconds,
+# so that is saved where it counts; after a quiet spell, when a server restart or an idle timeout
+# drops connections, each one is checked before use as pool_pre_ping would.
+PING_AFTER_IDLE = 0.5
+
+
+def ping_when_idle(engine: AsyncEngine) -> None:
+    """Check a pooled connection with a ping when it has been idle longer than PING_AFTER_IDLE.
+
+    A dead one makes SQLAlchemy's pool drop every connection opened before it (one dead after a
+    quiet spell means the server went away) and hand out a new one: the page never sees it.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _idle_since(_dbapi_conn, record):  # type: ignore[no-untyped-def]
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping_if_idle(dbapi_conn, record, _proxy):  # type: ignore[no-untyped-def]
+        since = record.info.pop("idle_since", None)  # None: new, just connected
+        if since is None or time.monotonic() - since <= PING_AFTER_IDLE:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except Exception as error:
+            raise sa_exc.InvalidatePoolError(
+                f"ping failed after {time.monotonic() - since:.0f} s idle"
+            ) from error
 
 
 def pg_server_settings(lock_timeout: float) -> dict[str, str]:

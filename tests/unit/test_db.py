@@ -1,0 +1,108 @@
+"""app/db.py on PostgreSQL: the writers' pool pings a connection only after it sat idle (ping_when_idle)."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from app import db as db_module
+from app.db import make_engine, make_sessionmaker
+from app.models import Bib
+from tests.support import BACKEND
+
+pytestmark = pytest.mark.skipif(
+    BACKEND != "postgresql", reason="the pool's ping is PostgreSQL's; SQLite has no connection to lose"
+)
+
+
+@asynccontextmanager
+async def _counted(database_url: str) -> AsyncIterator[tuple[AsyncEngine, list[Any]]]:
+    """The app's writing engine, with each ping it sends recorded."""
+    engine = make_engine(database_url)
+    pings: list[Any] = []
+    ping = engine.dialect.do_ping
+
+    def counted(dbapi_conn: Any) -> bool:
+        pings.append(dbapi_conn)
+        return ping(dbapi_conn)
+
+    engine.dialect.do_ping = counted  # type: ignore[method-assign]
+    try:
+        yield engine, pings
+    finally:
+        await engine.dispose()
+
+
+async def _rename_first_title(engine: AsyncEngine, title: str) -> None:
+    async with make_sessionmaker(engine)() as session, session.begin():
+        await session.execute(update(Bib).where(Bib.id == 1).values(title=title))
+
+
+async def _drop_every_connection(database_url: str) -> int:
+    """As a server restart or an idle timeout would: every other connection to the database ends."""
+    admin = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with admin.connect() as connection:
+            return int(
+                await connection.scalar(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            )
+    finally:
+        await admin.dispose()
+
+
+async def test_a_busy_pool_sends_no_ping(database_url: str) -> None:
+    async with _counted(database_url) as (engine, pings):
+        for n in range(20):  # one connection, back within the window each time
+            await _rename_first_title(engine, f"題名 {n}")
+        await asyncio.gather(*(_rename_first_title(engine, f"並行 {n}") for n in range(5)))
+        assert pings == []
+        async with make_sessionmaker(engine)() as session:
+            assert (await session.scalar(select(Bib.title).where(Bib.id == 1))).startswith("並行 ")
+
+
+async def test_an_idle_connection_is_pinged_before_use(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE", 0.05)
+    async with _counted(database_url) as (engine, pings):
+        await _rename_first_title(engine, "一回目")
+        await asyncio.sleep(0.1)
+        await _rename_first_title(engine, "二回目")
+        assert len(pings) == 1
+        await _rename_first_title(engine, "三回目")  # used again at once: no ping
+        assert len(pings) == 1
+
+
+async def test_connections_dropped_while_idle_are_replaced_unseen(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE", 0.05)
+    async with _counted(database_url) as (engine, pings):
+        # Three pooled connections, all idle: a server restart would take them all.
+        sessions = [make_sessionmaker(engine)() for _ in range(3)]
+        for session in sessions:
+            await session.connection()
+        for session in sessions:
+            await session.close()
+        assert engine.pool.checkedin() == 3
+        assert await _drop_every_connection(database_url) >= 3
+        await asyncio.sleep(0.1)
+        # Each writer gets a live connection; the first failed ping dropped the whole pool, so the
+        # others were made anew, without a ping.
+        for n in range(3):
+            await _rename_first_title(engine, f"再接続 {n}")
+        assert len(pings) == 1
+        async with make_sessionmaker(engine)() as session:
+            assert (
+                await session.scalar(select(func.count(Bib.id)).where(Bib.title.startswith("再接続 "))) == 1
+            )
