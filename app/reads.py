@@ -30,10 +30,11 @@ from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Select, Text, bindparam, func, literal_column, make_url, select, text, type_coerce
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import visitors
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.elements import BindParameter, UnaryExpression
 
 from app.pgpool import LeanPool
 from app.sqlite_inline import InlineConnection
@@ -130,6 +131,7 @@ class Bound:
 class _Part:
     row: Any  # the read's namedtuple class
     converters: tuple[tuple[int, Callable[[Any], Any]], ...]
+    positioned: bool  # each row ends with its position (SQLite), or the array is in order
 
 
 _TOGETHER: dict[tuple[tuple[Read, ...], str], tuple[_Plan, tuple[_Part, ...]]] = {}
@@ -141,8 +143,10 @@ async def together(session: AsyncSession, *parts: Bound, as_one: bool | None = N
     Why: on PostgreSQL each statement is a round trip to the server (~120 µs on loopback here, and
     the page's coroutines woken again for each); the dashboard's six reads were six of them. Here
     they are one statement: each read becomes one column of a single row, its rows as a JSON
-    array (json_agg; json_group_array on SQLite), each row with its position under the read's own
-    ORDER BY, so the order does not depend on how the database feeds the aggregate. Values come
+    array in the read's own order (json_agg(... ORDER BY ...) on PostgreSQL; on SQLite, whose
+    json_group_array takes no ORDER BY before 3.44, each row carries its position under the read's
+    ORDER BY and is put in place here), so the order does not depend on how the database feeds
+    the aggregate. Values come
     back as the read alone gives them (dates, datetimes, booleans): from ISO text on PostgreSQL,
     through the dialect's result processors on SQLite. Compiled once per combination of reads and
     database. One statement also means one snapshot: the parts agree with each other.
@@ -167,9 +171,10 @@ async def together(session: AsyncSession, *parts: Bound, as_one: bool | None = N
         # Text on SQLite; on PostgreSQL already decoded (the JSON codec of SQLAlchemy's connections
         # and of the reader's).
         items = json.loads(cell) if isinstance(cell, str) else cell
-        items.sort(key=_POSITION)
-        for item in items:
-            item.pop()  # the position
+        if shape.positioned:
+            items.sort(key=_POSITION)
+            for item in items:
+                item.pop()  # the position
         results.append(part.shape(_made(shape.row._make, shape.converters, items)))
     return results
 
@@ -184,17 +189,30 @@ _AS_JSON = (int, str, bool)  # what JSON gives back as it was
 
 def _compile_together(reads: tuple[Read, ...], dialect: Dialect) -> tuple[_Plan, tuple[_Part, ...]]:
     columns, shapes = [], []
+    positioned = dialect.name == "sqlite"
     for n, read in enumerate(reads):
         statement = _prefixed(read.statement, f"p{n}_")
         order = list(statement._order_by_clauses)
-        position = func.row_number().over(order_by=order).label("_position")
         if statement._limit_clause is None and statement._offset_clause is None:
-            statement = statement.order_by(None)  # the position keeps the order: one sort, not two
-        inner = statement.add_columns(position).subquery(f"part{n}")
-        if dialect.name == "sqlite":
+            statement = statement.order_by(None)  # the aggregate keeps the order: one sort, not two
+        if positioned:
+            position = func.row_number().over(order_by=order).label("_position")
+            inner = statement.add_columns(position).subquery(f"part{n}")
             rows = func.json_group_array(func.json_array(*inner.c))
         else:
-            rows = func.coalesce(func.json_agg(func.json_build_array(*inner.c)), literal_column("'[]'::json"))
+            # Each ORDER BY term's expression becomes a column _o0, _o1, ... of the part, and the
+            # aggregate orders by those with the term's own direction (no window, no positions).
+            keys = [_sort_key(clause) for clause in order]
+            sorted_by = [key.label(f"_o{i}") for i, key in enumerate(keys)]
+            inner = statement.add_columns(*sorted_by).subquery(f"part{n}")
+            shown = list(inner.c)[: len(read.statement.selected_columns)]  # the read's own columns
+            array = func.json_build_array(*shown)
+            ordered = [
+                _sorted_by(clause, key, inner.c[f"_o{i}"])
+                for i, (clause, key) in enumerate(zip(order, keys, strict=True))
+            ]
+            rows = func.json_agg(aggregate_order_by(array, *ordered) if ordered else array)
+            rows = func.coalesce(rows, literal_column("'[]'::json"))
         columns.append(select(type_coerce(rows, Text)).select_from(inner).scalar_subquery().label(f"part{n}"))
         plan = read._plan(dialect)
         # Worked out on both databases, so a column JSON cannot carry is refused on both.
@@ -205,8 +223,23 @@ def _compile_together(reads: tuple[Read, ...], dialect: Dialect) -> tuple[_Plan,
         )
         # On SQLite the JSON holds what sqlite3 would have given: the read's own processors.
         converters = plan.results if dialect.name == "sqlite" else from_json
-        shapes.append(_Part(plan.row, converters))
+        shapes.append(_Part(plan.row, converters, positioned))
     return _compile(select(*columns), dialect), tuple(shapes)
+
+
+_DIRECTIONS = (operators.asc_op, operators.desc_op, operators.nulls_first_op, operators.nulls_last_op)
+
+
+def _sort_key(clause: Any) -> Any:
+    """The expression an ORDER BY term sorts by, without its ASC/DESC/NULLS modifiers."""
+    while isinstance(clause, UnaryExpression) and clause.modifier in _DIRECTIONS:
+        clause = clause.element
+    return clause
+
+
+def _sorted_by(clause: Any, key: Any, column: Any) -> Any:
+    """The ORDER BY term with its expression `key` replaced by `column` (its modifiers kept)."""
+    return visitors.replacement_traverse(clause, {}, lambda element, **_: column if element is key else None)
 
 
 def _json_converter(column: Any) -> Callable[[Any], Any] | None:
