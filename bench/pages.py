@@ -6,7 +6,7 @@ the bare *template* route measured in the same run and server, not the absolute 
 is measured again between pages, and each page is compared with the runs just before and after it.
 
     python -m bench pages [--seconds 10] [--connections 32] [--servers uvicorn,granian]
-                          [--database sqlite|postgresql]
+                          [--database sqlite|postgresql] [--only renew,holds]
 
 On PostgreSQL (a fresh database on the local server, as bench/search.py makes them) the database's
 own processes are not pinned: they take CPU from both cores, so read those ratios as the whole
@@ -303,7 +303,9 @@ def _wrk(
     }
 
 
-def _measure(base: str, seconds: int, connections: int) -> list[tuple[str, dict[str, float]]]:
+def _measure(
+    base: str, seconds: int, connections: int, only: tuple[str, ...] = ()
+) -> list[tuple[str, dict[str, float]]]:
     cookie, token, loan_id = _login(base)
     auth = {"Cookie": cookie}
     htmx_post = {
@@ -327,6 +329,8 @@ def _measure(base: str, seconds: int, connections: int) -> list[tuple[str, dict[
             "",
         ),
     ]
+    if only:
+        pages = [page for page in pages if any(word in page[0] for word in only)]
     # The bare template route is measured again between pages (half as long): the machine's speed
     # drifts over a run, and each page is compared with the yardstick measured around it (the mean
     # of the runs just before and just after), not with one taken minutes earlier.
@@ -393,6 +397,11 @@ def main(argv: list[str] | None = None, summary: list[Row] | None = None) -> int
     parser.add_argument("--servers", default="uvicorn,granian", help="ASGI servers to measure, in turn")
     parser.add_argument("--database", default="sqlite", choices=("sqlite", "postgresql"))
     parser.add_argument(
+        "--only",
+        default="",
+        help="pages whose names contain one of these words (comma-separated): renew,holds",
+    )
+    parser.add_argument(
         "--history-years",
         type=int,
         default=HISTORY_YEARS,
@@ -446,7 +455,8 @@ def main(argv: list[str] | None = None, summary: list[Row] | None = None) -> int
                         break
                     except OSError:
                         time.sleep(0.2)
-                tables.append((server_name, _measure(base, args.seconds, args.connections)))
+                only = tuple(w.strip() for w in args.only.split(",") if w.strip())
+                tables.append((server_name, _measure(base, args.seconds, args.connections, only)))
             finally:
                 server.terminate()
                 server.wait(timeout=10)

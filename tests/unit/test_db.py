@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -106,3 +106,24 @@ async def test_connections_dropped_while_idle_are_replaced_unseen(
             assert (
                 await session.scalar(select(func.count(Bib.id)).where(Bib.title.startswith("再接続 "))) == 1
             )
+
+
+async def test_a_busy_pool_keeps_its_connections(database_url: str) -> None:
+    """Bursts of 25 writers at once: the connections opened for the first burst serve the others
+    (a pool with overflow closed and reopened ten of them at each burst)."""
+    async with _counted(database_url) as (engine, pings):
+        connects: list[object] = []
+        event.listen(engine.sync_engine, "connect", lambda *_: connects.append(1))
+
+        async def write(n: int) -> None:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                await session.execute(update(Bib).where(Bib.id == 1 + n % 5).values(title=f"並行 {n}"))
+                await asyncio.sleep(0.005)  # held a while, as a page's work would
+
+        await asyncio.gather(*(write(n) for n in range(25)))
+        opened = len(connects)
+        assert 1 <= opened <= 20  # at most 20 at once: the rest waited their turn
+        for _ in range(5):
+            await asyncio.gather(*(write(n) for n in range(25)))
+        assert len(connects) == opened
+        assert pings == []
