@@ -117,6 +117,11 @@ def pg_server_settings(lock_timeout: float) -> dict[str, str]:
         # every execution: 35 ms of compiling for 0.5 ms of work at 1 M titles (bench/search.py).
         # JIT pays off for long analytic queries, not for a page's.
         "jit": "off",
+        # No parallel workers: starting two for a statement costs ~5 ms, where a page's statements
+        # take well under one. The search's walk from the newest title (catalog._page) was planned
+        # as a parallel index scan: 9.3 ms for 0.6 ms of work at 1 M titles. On two cores under a
+        # web load the workers would only take CPU from the other requests.
+        "max_parallel_workers_per_gather": "0",
     }
 
 

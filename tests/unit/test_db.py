@@ -127,3 +127,28 @@ async def test_a_busy_pool_keeps_its_connections(database_url: str) -> None:
             await asyncio.gather(*(write(n) for n in range(25)))
         assert len(connects) == opened
         assert pings == []
+
+
+async def test_every_connection_plans_without_jit_or_parallel_workers(database_url: str) -> None:
+    """The writers' connections and both of the GET pages' reader pools: a page's statement never
+    pays for JIT compiling or for starting parallel workers (app/db.pg_server_settings)."""
+    from app import reads
+    from app.db import pg_server_settings
+
+    show = (
+        "SELECT current_setting('jit') AS jit, current_setting('max_parallel_workers_per_gather') AS workers"
+    )
+    engine = make_engine(database_url)
+    info = await reads.pg_reader(
+        database_url, engine.dialect, server_settings=pg_server_settings(10.0), size=2
+    )
+    try:
+        async with make_sessionmaker(engine)() as session:
+            assert tuple((await session.execute(text(show))).one()) == ("off", "0")
+        async with make_sessionmaker(engine, info=info)() as reader:
+            assert (await reads.sql_rows(reader, show))[0] == ("off", "0")
+            async with reads.planned_each_run(reader):
+                assert (await reads.sql_rows(reader, show))[0] == ("off", "0")
+    finally:
+        await reads.close_shared_reader(info)
+        await engine.dispose()
