@@ -593,17 +593,22 @@ async def _count(session: AsyncSession, query: KeyQuery, postgres: bool) -> int:
     PostgreSQL, where the newest titles have a GIN index of their own: among them first. A common
     word's matches there are a tenth of its matches in the whole index, and a bitmap scan reads
     every match before the count can stop at 1 001: an English word in one title in forty at 1 M
-    titles, 12–18 → 2.5–3 ms (a common reading, 17 → 5 ms). Fewer than 1 001 there: the whole
-    index counts, in the same statement (PostgreSQL runs the ELSE's subquery only when reached)."""
-    capped = f"FROM ({query.base} LIMIT {COUNT_CAP + 1}) AS capped"
+    titles, 12–18 → 2.5–3 ms (a common reading, 17 → 5 ms). Fewer than 1 001 there: the older
+    titles are counted for the rest, in the same statement (PostgreSQL runs the ELSE's subquery
+    only when reached), so a word with 344 matches among the newest reads 657 older rows, not 1 001
+    of all (a medium word at 1 M titles: 7.3 → 6.4 ms)."""
+    cap = COUNT_CAP + 1
     threshold = await _recent_threshold(session) if postgres and query.has_terms else None
     if threshold is None:
-        sql = f"SELECT count(*) AS n {capped}"
+        sql = f"SELECT count(*) AS n FROM ({query.base} LIMIT {cap}) AS capped"
     else:
-        recent = f"FROM ({query.base} AND key >= {int(threshold)} LIMIT {COUNT_CAP + 1}) AS recent"
+        newest = f"SELECT count(*) AS n FROM ({query.base} AND key >= {int(threshold)} LIMIT {cap}) AS newest"
+        older = (
+            f"SELECT count(*) FROM ({query.base} AND key < {int(threshold)} LIMIT {cap} - recent.n) AS older"
+        )
         sql = (
-            f"SELECT CASE WHEN (SELECT count(*) {recent}) > {COUNT_CAP} THEN {COUNT_CAP + 1} "
-            f"ELSE (SELECT count(*) {capped}) END AS n"
+            f"SELECT CASE WHEN recent.n >= {cap} THEN {cap} ELSE recent.n + ({older}) END AS n "
+            f"FROM ({newest}) AS recent"
         )
     return int((await sql_rows(session, sql, query.binds))[0].n)
 
