@@ -1,4 +1,5 @@
-"""app/db.py on PostgreSQL: the writers' pool pings a connection only after it sat idle (ping_when_idle)."""
+"""app/db.py on PostgreSQL: the writers' pool keeps its connections and pings one only after it sat idle
+(ping_when_idle); every connection of the app plans without JIT or parallel workers."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -11,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from app import db as db_module
-from app.db import make_engine, make_sessionmaker
+from app import reads
+from app.db import make_engine, make_sessionmaker, pg_server_settings
 from app.models import Bib
 from tests.support import BACKEND
 
@@ -132,9 +134,6 @@ async def test_a_busy_pool_keeps_its_connections(database_url: str) -> None:
 async def test_every_connection_plans_without_jit_or_parallel_workers(database_url: str) -> None:
     """The writers' connections and both of the GET pages' reader pools: a page's statement never
     pays for JIT compiling or for starting parallel workers (app/db.pg_server_settings)."""
-    from app import reads
-    from app.db import pg_server_settings
-
     show = (
         "SELECT current_setting('jit') AS jit, current_setting('max_parallel_workers_per_gather') AS workers"
     )
