@@ -147,8 +147,9 @@ async def together(session: AsyncSession, *parts: Bound, as_one: bool | None = N
     json_group_array takes no ORDER BY before 3.44, each row carries its position under the read's
     ORDER BY and is put in place here), so the order does not depend on how the database feeds
     the aggregate. Values come back as the read alone gives them (dates, datetimes, booleans):
-    from ISO text on PostgreSQL, through the dialect's result processors on SQLite. Compiled once per combination of reads and
-    database. One statement also means one snapshot: the parts agree with each other.
+    from ISO text on PostgreSQL, through the dialect's result processors on SQLite. Compiled once
+    per combination of reads and database. One statement also means one snapshot: the parts agree
+    with each other.
 
     On SQLite the parts run one after another: there a statement is a call into the library, and
     building and parsing the JSON cost more than the five statements it saves (callgrind, the
