@@ -131,7 +131,6 @@ class Bound:
 class _Part:
     row: Any  # the read's namedtuple class
     converters: tuple[tuple[int, Callable[[Any], Any]], ...]
-    positioned: bool  # each row ends with its position (SQLite), or the array is in order
 
 
 _TOGETHER: dict[tuple[tuple[Read, ...], str], tuple[_Plan, tuple[_Part, ...]]] = {}
@@ -167,11 +166,12 @@ async def together(session: AsyncSession, *parts: Bound, as_one: bool | None = N
     merged = {f"p{n}_{name}": value for n, part in enumerate(parts) for name, value in part.params.items()}
     rows, _ = await _fetch(driver, dialect, plan.sql, _values(plan, merged))
     results = []
+    positioned = dialect.name == "sqlite"  # each row ends with its position, or the array is in order
     for part, shape, cell in zip(parts, shapes, rows[0], strict=True):
         # Text on SQLite; on PostgreSQL already decoded (the JSON codec of SQLAlchemy's connections
         # and of the reader's).
         items = json.loads(cell) if isinstance(cell, str) else cell
-        if shape.positioned:
+        if positioned:
             items.sort(key=_POSITION)
             for item in items:
                 item.pop()  # the position
@@ -200,19 +200,7 @@ def _compile_together(reads: tuple[Read, ...], dialect: Dialect) -> tuple[_Plan,
             inner = statement.add_columns(position).subquery(f"part{n}")
             rows = func.json_group_array(func.json_array(*inner.c))
         else:
-            # Each ORDER BY term's expression becomes a column _o0, _o1, ... of the part, and the
-            # aggregate orders by those with the term's own direction (no window, no positions).
-            keys = [_sort_key(clause) for clause in order]
-            sorted_by = [key.label(f"_o{i}") for i, key in enumerate(keys)]
-            inner = statement.add_columns(*sorted_by).subquery(f"part{n}")
-            shown = list(inner.c)[: len(read.statement.selected_columns)]  # the read's own columns
-            array = func.json_build_array(*shown)
-            ordered = [
-                _sorted_by(clause, key, inner.c[f"_o{i}"])
-                for i, (clause, key) in enumerate(zip(order, keys, strict=True))
-            ]
-            rows = func.json_agg(aggregate_order_by(array, *ordered) if ordered else array)
-            rows = func.coalesce(rows, literal_column("'[]'::json"))
+            inner, rows = _aggregated_in_order(statement, order, len(read.statement.selected_columns), n)
         columns.append(select(type_coerce(rows, Text)).select_from(inner).scalar_subquery().label(f"part{n}"))
         plan = read._plan(dialect)
         # Worked out on both databases, so a column JSON cannot carry is refused on both.
@@ -222,9 +210,24 @@ def _compile_together(reads: tuple[Read, ...], dialect: Dialect) -> tuple[_Plan,
             if (convert := _json_converter(column)) is not None
         )
         # On SQLite the JSON holds what sqlite3 would have given: the read's own processors.
-        converters = plan.results if dialect.name == "sqlite" else from_json
-        shapes.append(_Part(plan.row, converters, positioned))
+        converters = plan.results if positioned else from_json
+        shapes.append(_Part(plan.row, converters))
     return _compile(select(*columns), dialect), tuple(shapes)
+
+
+def _aggregated_in_order(statement: Select[Any], order: list[Any], width: int, n: int) -> tuple[Any, Any]:
+    """PostgreSQL: the part as a subquery, and its rows (the first `width` columns) as one JSON
+    array in the read's order. Each ORDER BY term's expression becomes a column _o0, _o1, ... of the
+    part, and the aggregate orders by those with the term's own direction (no window, no positions)."""
+    keys = [_sort_key(clause) for clause in order]
+    inner = statement.add_columns(*(key.label(f"_o{i}") for i, key in enumerate(keys))).subquery(f"part{n}")
+    array = func.json_build_array(*list(inner.c)[:width])  # the read's own columns come first
+    ordered = [
+        _sorted_by(clause, key, inner.c[f"_o{i}"])
+        for i, (clause, key) in enumerate(zip(order, keys, strict=True))
+    ]
+    rows = func.json_agg(aggregate_order_by(array, *ordered) if ordered else array)
+    return inner, func.coalesce(rows, literal_column("'[]'::json"))
 
 
 _DIRECTIONS = (operators.asc_op, operators.desc_op, operators.nulls_first_op, operators.nulls_last_op)

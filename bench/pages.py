@@ -436,6 +436,7 @@ def main(argv: list[str] | None = None, summary: list[Row] | None = None) -> int
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "VAR_DIR")})
     asyncio.run(_add_bench_patron(url, args.history_years))
     tables: list[tuple[str, list[tuple[str, dict[str, float]]]]] = []
+    only = tuple(word.strip() for word in args.only.split(",") if word.strip())
     try:
         for server_name in [s.strip() for s in args.servers.split(",") if s.strip()]:
             port = 8900 + os.getpid() % 90
@@ -455,7 +456,6 @@ def main(argv: list[str] | None = None, summary: list[Row] | None = None) -> int
                         break
                     except OSError:
                         time.sleep(0.2)
-                only = tuple(w.strip() for w in args.only.split(",") if w.strip())
                 tables.append((server_name, _measure(base, args.seconds, args.connections, only)))
             finally:
                 server.terminate()

@@ -602,13 +602,15 @@ async def _count(session: AsyncSession, query: KeyQuery, postgres: bool) -> int:
     if threshold is None:
         sql = f"SELECT count(*) AS n FROM ({query.base} LIMIT {cap}) AS capped"
     else:
-        newest = f"SELECT count(*) AS n FROM ({query.base} AND key >= {int(threshold)} LIMIT {cap}) AS newest"
+        newest = (
+            f"SELECT count(*) AS n FROM ({query.base} AND key >= {int(threshold)} LIMIT {cap}) AS counted"
+        )
         older = (
-            f"SELECT count(*) FROM ({query.base} AND key < {int(threshold)} LIMIT {cap} - recent.n) AS older"
+            f"SELECT count(*) FROM ({query.base} AND key < {int(threshold)} LIMIT {cap} - newest.n) AS older"
         )
         sql = (
-            f"SELECT CASE WHEN recent.n >= {cap} THEN {cap} ELSE recent.n + ({older}) END AS n "
-            f"FROM ({newest}) AS recent"
+            f"SELECT CASE WHEN newest.n >= {cap} THEN {cap} ELSE newest.n + ({older}) END AS n "
+            f"FROM ({newest}) AS newest"
         )
     return int((await sql_rows(session, sql, query.binds))[0].n)
 
