@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import socket
 import uuid
@@ -111,10 +112,29 @@ def copy_database(template: Path, target: Path) -> str:
     return f"sqlite+aiosqlite:///{target}"
 
 
+# Each database's chain of tests takes its ports from a range of its own, below Linux's ephemeral
+# range (32768-60999): the two chains run side by side (scripts/test.sh), and a port the kernel
+# chose (a bind to port 0) was free to be chosen again by the other chain before the first one's
+# server bound it. A browser test's app once met the other chain's SMTP server on its own port.
+_PORTS = {"sqlite": range(20000, 26000), "postgresql": range(26000, 32000)}
+_GIVEN: set[int] = set()  # handed out by this process: a server may not have bound it yet
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    ports = _PORTS[BACKEND]
+    start = random.randrange(len(ports))
+    for offset in range(len(ports)):
+        port = ports[(start + offset) % len(ports)]
+        if port in _GIVEN:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use, or still held by a closing connection
+        _GIVEN.add(port)
+        return port
+    raise RuntimeError(f"no free port in {ports}")
 
 
 def sync_engine(url: str) -> Engine:
