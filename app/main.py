@@ -432,10 +432,27 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
 def create_server_app() -> Litestar:
     """The app as `python -m app serve` runs it, once in each worker process: `create_app()`, then,
-    once started, the start-up heap frozen out of the garbage collector's way (`_freeze_heap`)."""
+    once started, every page template compiled (`_compile_templates`) and the start-up heap frozen
+    out of the garbage collector's way (`_freeze_heap`)."""
     app = create_app()
-    app.on_startup.append(_freeze_heap)
+    app.on_startup.extend([_compile_templates, _freeze_heap])
     return app
+
+
+def _compile_templates(app: Litestar) -> None:
+    """Every page template, in every language, compiled before the first request (~0.5 s a worker).
+
+    Why: Jinja compiles a template on its first use, ~4 ms each, and a page is several (the page,
+    the layout, its macros). The first patrons after a worker starts waited for that with every
+    request in flight stalled behind it: the first second of a page under load had a p99 of 70 ms
+    against 29 ms afterwards (the dashboard, 32 connections). Compiled here, they are also in the
+    heap `_freeze_heap` freezes next. A template that does not compile now stops the worker at
+    start-up instead of failing its page. The mails' templates are the mailer's (app/mail.py)."""
+    env = app.template_engine.engine  # type: ignore[union-attr]
+    for name in env.list_templates():
+        if not name.startswith("mail/"):
+            for lang in i18n.LANGUAGES:
+                env.get_template(f"{lang}/{name}")
 
 
 def _freeze_heap() -> None:
