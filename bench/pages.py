@@ -4,9 +4,12 @@ The server runs pinned to core 0 (taskset), wrk pinned to core 1, 32 connections
 server (uvicorn with uvloop + httptools, and granian). Machines are noisy: read each page's ratio to
 the bare *template* route measured in the same run and server, not the absolute numbers. That route
 is measured again between pages, and each page is compared with the runs just before and after it.
+Every run is preceded by a second of the same load that is not counted (`--warm-up`): a server runs
+for days, and the first second of each page on a new process (its statements compiled and prepared
+on each pooled connection, connections opened) is not the steady state the p99 is read for.
 
     python -m bench pages [--seconds 10] [--connections 32] [--servers uvicorn,granian]
-                          [--database sqlite|postgresql] [--only renew,holds]
+                          [--database sqlite|postgresql] [--only renew,holds] [--warm-up 1]
 
 On PostgreSQL (a fresh database on the local server, as bench/search.py makes them) the database's
 own processes are not pinned: they take CPU from both cores, so read those ratios as the whole
@@ -268,10 +271,20 @@ def _login(base: str) -> tuple[str, str, int]:
     return cookie, token, loan_id
 
 
+WARM_UP_SECONDS = 1
+
+
 def _wrk(
-    url: str, seconds: int, connections: int, headers: dict[str, str], post: bool = False, body: str = ""
+    url: str,
+    seconds: int,
+    connections: int,
+    headers: dict[str, str],
+    post: bool = False,
+    body: str = "",
+    warm_up: int = 0,
 ) -> dict[str, float]:
-    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    """`wrk` on `url` for `seconds`, after `warm_up` seconds of the same load whose figures are dropped."""
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", "--latency"]
     # As a browser asks: its languages (the app negotiates them when no language was chosen). No
     # Accept-Encoding: behind the proxy of the README the proxy compresses (it asks the app for none).
     headers = {"Accept-Language": "ja,en-US;q=0.9,en;q=0.8", **headers}
@@ -283,7 +296,9 @@ def _wrk(
         if body:
             script.write(f"wrk.body = {body!r}\n".replace("'", '"'))
         cmd += ["-s", script.name]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    if warm_up:
+        subprocess.run([*cmd, f"-d{warm_up}s", url], capture_output=True, check=True)
+    out = subprocess.run([*cmd, f"-d{seconds}s", url], capture_output=True, text=True, check=True).stdout
     os.unlink(script.name)
 
     def latency(label: str) -> float:
@@ -304,7 +319,7 @@ def _wrk(
 
 
 def _measure(
-    base: str, seconds: int, connections: int, only: tuple[str, ...] = ()
+    base: str, seconds: int, connections: int, only: tuple[str, ...] = (), warm_up: int = WARM_UP_SECONDS
 ) -> list[tuple[str, dict[str, float]]]:
     cookie, token, loan_id = _login(base)
     auth = {"Cookie": cookie}
@@ -336,15 +351,20 @@ def _measure(
     # of the runs just before and just after), not with one taken minutes earlier.
     short = max(2, seconds // 2)
 
-    def yardstick() -> dict[str, float]:
-        return _wrk(base + "/healthz/page", short, connections, {})
+    def load(
+        path: str, seconds: int, headers: dict[str, str], post: bool = False, body: str = ""
+    ) -> dict[str, float]:
+        return _wrk(base + path, seconds, connections, headers, post=post, body=body, warm_up=warm_up)
 
-    bare = _wrk(base + "/healthz", seconds, connections, {})
-    template = _wrk(base + "/healthz/page", seconds, connections, {})
+    def yardstick() -> dict[str, float]:
+        return load("/healthz/page", short, {})
+
+    bare = load("/healthz", seconds, {})
+    template = load("/healthz/page", seconds, {})
     around = [yardstick()]
     rows: list[tuple[str, dict[str, float]]] = []
     for name, path, headers, post, body in pages:
-        result = _wrk(base + path, seconds, connections, headers, post=post, body=body)
+        result = load(path, seconds, headers, post=post, body=body)
         around.append(yardstick())
         result["yardstick"] = (around[-2]["rps"] + around[-1]["rps"]) / 2
         rows.append((name, result))
@@ -394,6 +414,12 @@ def main(argv: list[str] | None = None, summary: list[Row] | None = None) -> int
     parser = argparse.ArgumentParser(prog="python -m bench pages")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=WARM_UP_SECONDS,
+        help="seconds of the same load before each run, not counted (0: measure from a cold start)",
+    )
     parser.add_argument("--servers", default="uvicorn,granian", help="ASGI servers to measure, in turn")
     parser.add_argument("--database", default="sqlite", choices=("sqlite", "postgresql"))
     parser.add_argument(
@@ -456,7 +482,9 @@ def main(argv: list[str] | None = None, summary: list[Row] | None = None) -> int
                         break
                     except OSError:
                         time.sleep(0.2)
-                tables.append((server_name, _measure(base, args.seconds, args.connections, only)))
+                tables.append(
+                    (server_name, _measure(base, args.seconds, args.connections, only, warm_up=args.warm_up))
+                )
             finally:
                 server.terminate()
                 server.wait(timeout=10)
@@ -465,7 +493,8 @@ def main(argv: list[str] | None = None, summary: list[Row] | None = None) -> int
         if args.database == "postgresql":
             drop_postgres(url)
     print(
-        f"\nserver: 1 process on core 0; load: wrk -t1 -c{args.connections} -d{args.seconds}s on core 1;"
+        f"\nserver: 1 process on core 0; load: wrk -t1 -c{args.connections} -d{args.seconds}s on core 1"
+        f" after {args.warm_up} s of it not counted;"
         f" database: {args.database}; history: {args.history_years} years (bench/pages.py, _add_history)"
     )
     # Two yardsticks: the foundation and catalogue issues compare pages with the bare route (target
