@@ -587,8 +587,8 @@ async def _recent_threshold(session: AsyncSession) -> int | None:
     return None if threshold is None else int(threshold)
 
 
-async def _count(session: AsyncSession, query: KeyQuery, postgres: bool) -> int:
-    """The matches, counted to COUNT_CAP + 1.
+async def _count_sql(session: AsyncSession, query: KeyQuery, postgres: bool) -> str:
+    """The statement counting the matches to COUNT_CAP + 1, as `n` (values: `query.binds`).
 
     PostgreSQL, where the newest titles have a GIN index of their own: among them first. A common
     word's matches there are a tenth of its matches in the whole index, and a bitmap scan reads
@@ -612,7 +612,27 @@ async def _count(session: AsyncSession, query: KeyQuery, postgres: bool) -> int:
             f"SELECT CASE WHEN newest.n >= {cap} THEN {cap} ELSE newest.n + ({older}) END AS n "
             f"FROM ({newest}) AS newest"
         )
-    return int((await sql_rows(session, sql, query.binds))[0].n)
+    return sql
+
+
+async def _count(session: AsyncSession, query: KeyQuery, postgres: bool) -> int:
+    """The matches, counted to COUNT_CAP + 1 (_count_sql)."""
+    return int((await sql_rows(session, await _count_sql(session, query, postgres), query.binds))[0].n)
+
+
+@lru_cache(maxsize=256)  # a bounded set of shapes, as _hits_sql
+def _counted_with_keys(count_sql: str, keys: str, order: str, candidates: int) -> str:
+    """PostgreSQL: the count (`n`) and, where it is at most `candidates`, the page of `keys` in
+    `order`, in one statement: a row for each key, each carrying the count, or one row with no key.
+    The count reaches the keys' subquery as its LIMIT, 0 for a broad query: PostgreSQL's Limit then
+    never runs what is under it, so a broad query's matches are not ranked (EXPLAIN ANALYZE: "never
+    executed"). A WHERE on the count would not do: the planner makes it a join filter, tested on the
+    keys after they were all found and ranked. OFFSET 0 keeps the count a subquery of its own: pulled
+    up, its expression was copied into the LIMIT, and the older titles were counted twice."""
+    return (
+        f"SELECT c.n, p.* FROM ({count_sql} OFFSET 0) AS c LEFT JOIN LATERAL (SELECT * FROM ({keys}) AS q "
+        f"LIMIT CASE WHEN c.n <= {int(candidates)} THEN NULL ELSE 0 END) AS p ON true ORDER BY {order}"
+    )
 
 
 async def search(session: AsyncSession, params: SearchParams, patron_id: int | None = None) -> SearchPage:
@@ -656,18 +676,30 @@ async def _page(
     """The matches counted (to COUNT_CAP + 1), whether they are many, and the page: on SQLite its
     rows (_HITS_SQL) in order, on PostgreSQL its keys (k) in order."""
     binds = query.binds
+    values = {**binds, "limit": PAGE_SIZE, "offset": (params.page - 1) * PAGE_SIZE}
     counted = await _walk_count(session, query) if query.walked else None
     if counted is None:
-        counted = await _count(session, query, postgres)
+        if postgres:
+            # The count and, for the few matches most searches have, their page of keys: one round
+            # trip where there were two (the search page on PostgreSQL sends three statements, not
+            # four). A broad query's keys are walked for below.
+            keys, order = (
+                (query.relevance, query.ranked_by) if params.sort == "relevance" else (query.newest, "k DESC")
+            )
+            count_sql = await _count_sql(session, query, postgres)
+            statement = _counted_with_keys(count_sql, keys, order, RANK_CANDIDATES)
+            rows = await sql_rows(session, statement, values)
+            counted = int(rows[0].n)
+            if counted <= RANK_CANDIDATES:
+                return counted, False, [row for row in rows if row.k is not None]
+        else:
+            counted = await _count(session, query, postgres)
     broad = counted > RANK_CANDIDATES
     if params.sort == "relevance" and not broad:
         keys, order = query.relevance, query.ranked_by
     else:
         keys, order = query.newest, "k DESC"
-    values = {**binds, "limit": PAGE_SIZE, "offset": (params.page - 1) * PAGE_SIZE}
-    if postgres:
-        if not broad:
-            return counted, broad, await sql_rows(session, keys, values)
+    if postgres:  # broad: the few matches returned above
         # Many matches: walking the key index from the newest title and testing each row finds a page
         # after a few hundred rows, where a bitmap scan would recheck every match (a kana phrase at
         # 1 M titles: 1.2 s → 2 ms) and a seq scan would test every row before sorting. PostgreSQL

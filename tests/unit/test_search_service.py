@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text, update
@@ -333,6 +334,56 @@ async def test_a_broad_search_is_capped_and_shown_newest_first(db: AsyncSession)
     assert {h.id for h in second.hits}.isdisjoint(
         {h.id for h in (await catalog.search(db, catalog.parse_params({"q": "共通語"}, []))).hits}
     )
+
+
+async def test_postgresql_counts_a_search_and_finds_its_page_of_keys_in_one_statement(
+    db: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: the count and, for a query of few matches, its page of keys come in one statement
+    (catalog._counted_with_keys), then the titles: two statements where there were three. The page
+    is the one ranked on its own; a broad query's matches are not ranked at all (the keys' part of
+    the statement is never executed), and its page is walked for as before."""
+    if db.bind.dialect.name != "postgresql":
+        pytest.skip("SQLite finds the page and the titles in one statement already")
+    sent: list[str] = []
+    real_sql_rows = catalog.sql_rows
+
+    async def counted(session: AsyncSession, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+        if "set_config" not in sql:  # on a session (not the pages' reader) the plan settings are reset
+            sent.append(sql)
+        return await real_sql_rows(session, sql, params)
+
+    monkeypatch.setattr(catalog, "_RECENT_THRESHOLD", [None, float("-inf")])
+    await catalog.search(db, catalog.parse_params({"q": "の"}, []))  # the index threshold read, if any
+    monkeypatch.setattr(catalog, "sql_rows", counted)
+    for sort in ("relevance", "newest"):
+        sent.clear()
+        params = catalog.parse_params({"q": "の", "sort": sort}, [])
+        page = await catalog.search(db, params)
+        assert len(sent) == 2 and "LEFT JOIN LATERAL" in sent[0]
+        query = catalog.key_query(params, "postgresql")
+        assert query is not None
+        keys = query.relevance if sort == "relevance" else query.newest
+        values = {**query.binds, "limit": catalog.PAGE_SIZE, "offset": 0}
+        alone = [row.k & catalog.LOW32 for row in await real_sql_rows(db, keys, values)]
+        assert [hit.id for hit in page.hits] == alone and 1 < page.total <= catalog.RANK_CANDIDATES
+    # Broad (more matches than are ranked): the keys are not looked for in the count's statement.
+    query = catalog.key_query(catalog.parse_params({"q": "の"}, []), "postgresql")
+    assert query is not None
+    statement = catalog._counted_with_keys(
+        await catalog._count_sql(db, query, True), query.relevance, query.ranked_by, 1
+    )
+    values = {**query.binds, "limit": catalog.PAGE_SIZE, "offset": 0}
+    plan = "\n".join((await db.execute(text(f"EXPLAIN (ANALYZE, COSTS OFF) {statement}"), values)).scalars())
+    assert "Sort (never executed)" in plan
+    rows = await real_sql_rows(db, statement, values)
+    assert len(rows) == 1 and rows[0].k is None and rows[0].n > 1
+    monkeypatch.setattr(catalog, "RANK_CANDIDATES", 1)
+    sent.clear()
+    page = await catalog.search(db, catalog.parse_params({"q": "の"}, []))
+    assert page.newest_instead and len(sent) == 3  # the count, the walk for the newest, the titles
+    years = [h.pub_year or 0 for h in page.hits]
+    assert years == sorted(years, reverse=True)
 
 
 async def test_a_long_phrase_among_the_newest_titles_is_counted_exactly(db: AsyncSession) -> None:
