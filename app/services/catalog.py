@@ -683,9 +683,7 @@ async def _page(
             # The count and, for the few matches most searches have, their page of keys: one round
             # trip where there were two (the search page on PostgreSQL sends three statements, not
             # four). A broad query's keys are walked for below.
-            keys, order = (
-                (query.relevance, query.ranked_by) if params.sort == "relevance" else (query.newest, "k DESC")
-            )
+            keys, order = _page_keys(params, query, broad=False)
             count_sql = await _count_sql(session, query, postgres)
             statement = _counted_with_keys(count_sql, keys, order, RANK_CANDIDATES)
             rows = await sql_rows(session, statement, values)
@@ -695,11 +693,8 @@ async def _page(
         else:
             counted = await _count(session, query, postgres)
     broad = counted > RANK_CANDIDATES
-    if params.sort == "relevance" and not broad:
-        keys, order = query.relevance, query.ranked_by
-    else:
-        keys, order = query.newest, "k DESC"
-    if postgres:  # broad: the few matches returned above
+    keys, order = _page_keys(params, query, broad)
+    if postgres:  # and broad: a page of few matches was returned with their count above
         # Many matches: walking the key index from the newest title and testing each row finds a page
         # after a few hundred rows, where a bitmap scan would recheck every match (a kana phrase at
         # 1 M titles: 1.2 s → 2 ms) and a seq scan would test every row before sorting. PostgreSQL
@@ -711,6 +706,14 @@ async def _page(
         values["patron"] = patron_id
     page_sql = _hits_sql(False, f"({keys}) AS page", order, patron_id is not None)
     return counted, broad, await sql_rows(session, page_sql, values)
+
+
+def _page_keys(params: SearchParams, query: KeyQuery, broad: bool) -> tuple[str, str]:
+    """The statement of the page's keys and their order: best first where the patron asked for
+    relevance and the matches are few enough to rank (not `broad`), newest first otherwise."""
+    if params.sort == "relevance" and not broad:
+        return query.relevance, query.ranked_by
+    return query.newest, "k DESC"
 
 
 @lru_cache(maxsize=256)  # a bounded set of shapes; the same text object keeps its hash for sql_rows
