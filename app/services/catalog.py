@@ -675,8 +675,7 @@ async def _page(
 ) -> tuple[int, bool, list[Any]]:
     """The matches counted (to COUNT_CAP + 1), whether they are many, and the page: on SQLite its
     rows (_HITS_SQL) in order, on PostgreSQL its keys (k) in order."""
-    binds = query.binds
-    values = {**binds, "limit": PAGE_SIZE, "offset": (params.page - 1) * PAGE_SIZE}
+    values = {**query.binds, "limit": PAGE_SIZE, "offset": (params.page - 1) * PAGE_SIZE}
     counted = await _walk_count(session, query) if query.walked else None
     if counted is None:
         if postgres:
